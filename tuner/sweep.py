@@ -1,0 +1,249 @@
+"""Build and run the Ray Tune sweep of a Spec; write summary.json, leaderboard.csv and the best model."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tuner import space as sp
+from tuner.budget import Budget, budget
+from tuner.spec import SECTIONS, Spec, SpecError, _is_int_field, load_trainable
+
+TRIAL_SECTIONS = ("model", "data", "train", "resources")
+# Ray's bookkeeping fields that say nothing about a trial's outcome (the tag repeats the whole config).
+_NOISE = ("config", "experiment_tag", "should_checkpoint", "checkpoint_dir_name")
+
+
+@dataclass
+class SweepResult:
+    path: Path
+    summary: dict[str, Any]
+
+    @property
+    def best(self) -> dict[str, Any] | None:
+        return self.summary.get("best")
+
+    @property
+    def trials(self) -> list[dict[str, Any]]:
+        return self.summary["trials"]
+
+
+def check_destination(spec: Spec, overwrite: bool) -> None:
+    """A sweep never lands on top of another one's results by accident."""
+    d = spec.sweep_dir
+    if d.exists() and any(d.iterdir()):
+        if not overwrite:
+            raise SpecError([("name", f"{d} already holds a sweep; pass --overwrite to replace it, "
+                                      f"or --set name=<another>")])
+
+
+def prepare_data(spec: Spec) -> Path:
+    """Tokenize the corpus once for the whole sweep (cached under <storage>/.cache/data by content hash)."""
+    from tuner.data import TokenData, prepare
+    from tuner.model import build_tokenizer
+
+    tokenizer = build_tokenizer(spec.model)
+    prepared = prepare(spec.data_paths(), tokenizer, spec.sweep_dir.parent / ".cache" / "data",
+                       val_fraction=spec.data.val_fraction, text_field=spec.data.text_field)
+    TokenData(prepared.path).check(int(max(d for d in _values(spec, "data.seq_len"))))
+    return prepared.path
+
+
+def _values(spec: Spec, key: str) -> list[Any]:
+    dim = spec.dimensions().get(key)
+    return dim.candidates() if dim else [sp.get_path(spec.model_dump(), key)]
+
+
+def param_space(spec: Spec, b: Budget, data_dir: Path | None) -> dict[str, Any]:
+    """The Tune param space. For the LLM trial it is the whole trial spec with domains at the tuned keys, so each
+    trial receives its full resolved spec; a custom trainable gets the plain names of ``search.space``."""
+    grid = spec.search.algorithm == "grid"
+    dims = spec.dimensions()
+    if spec.is_custom:
+        return {k: d.to_tune(grid=grid) for k, d in dims.items()}
+    tree: dict[str, Any] = {sec: getattr(spec, sec).model_dump() for sec in TRIAL_SECTIONS}
+    for key, d in dims.items():
+        sec, _, field = key.partition(".")
+        sp.set_path(tree, key, d.to_tune(grid=grid, integer=_is_int_field(SECTIONS[sec], field)))
+    tree["run"] = {"data_dir": str(data_dir), "budget": b.as_dict()}
+    return tree
+
+
+def _init_ray(address: str | None, verbose: bool) -> bool:
+    """Connect to ``address`` (or RAY_ADDRESS), else start an embedded local Ray. True if we started it."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    if address or os.environ.get("RAY_ADDRESS"):
+        ray.init(address=address, log_to_driver=verbose, logging_level=logging.WARNING)
+    else:
+        ray.init(include_dashboard=False, log_to_driver=verbose, logging_level=logging.WARNING)
+    return True
+
+
+def run_sweep(spec: Spec, *, address: str | None = None, overwrite: bool = False, verbose: bool = False,
+              console: Any = None) -> SweepResult:
+    # Checkpointing at every report makes Tune warn about experiment-state snapshots; they are cheap here.
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    from ray import tune
+    from rich.console import Console
+
+    from tuner.progress import ProgressLine
+    from tuner.schedulers import make_scheduler
+    from tuner.search import make_searcher
+
+    console = console or Console()
+    check_destination(spec, overwrite)
+    b = budget(spec)
+    if spec.is_custom:
+        trainable = load_trainable(spec)
+        import ray.cloudpickle
+
+        # Ship the user's module by value: trial workers (local or remote) need not find it on their path.
+        ray.cloudpickle.register_pickle_by_value(__import__(trainable.__module__, fromlist=["_"]))
+        data_dir = None
+    else:
+        from tuner.trial import train_llm
+
+        trainable = train_llm
+        data_dir = prepare_data(spec)
+
+    if overwrite and spec.sweep_dir.exists():
+        shutil.rmtree(spec.sweep_dir)
+    started = _init_ray(address, verbose)
+    s, r = spec.search, spec.resources
+    progress = ProgressLine(s.metric, s.mode, _num_trials(spec), console=Console(stderr=True))
+    try:
+        tuner = tune.Tuner(
+            tune.with_resources(trainable, {"cpu": r.cpus_per_worker, "gpu": r.gpus_per_worker}),
+            param_space=param_space(spec, b, data_dir),
+            tune_config=tune.TuneConfig(
+                metric=s.metric, mode=s.mode, search_alg=make_searcher(spec), scheduler=make_scheduler(spec, b),
+                num_samples=1 if s.algorithm == "grid" else s.num_trials,
+                max_concurrent_trials=s.max_concurrent, reuse_actors=True,
+                trial_name_creator=_trial_name, trial_dirname_creator=_trial_name),
+            run_config=tune.RunConfig(
+                name=spec.name, storage_path=str(spec.sweep_dir.parent),
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=1, checkpoint_score_attribute=s.metric,
+                                                        checkpoint_score_order=s.mode),
+                failure_config=tune.FailureConfig(max_failures=s.max_failures),
+                callbacks=[progress], verbose=0),
+        )
+        grid = tuner.fit()
+    finally:
+        progress.close()
+        if started:
+            import ray
+
+            ray.shutdown()
+    summary = summarize(spec, grid, b)
+    if not spec.is_custom and summary["best"] and summary["best"].get("checkpoint"):
+        from tuner.trial import export_model
+
+        summary["best_model"] = str(export_model(summary["best"]["checkpoint"], spec.sweep_dir / "best_model"))
+    write_results(spec.sweep_dir, summary)
+    return SweepResult(spec.sweep_dir, summary)
+
+
+def _trial_name(trial: Any) -> str:
+    return f"trial_{trial.trial_id}"
+
+
+def _num_trials(spec: Spec) -> int:
+    return sp.grid_size(spec.dimensions()) if spec.search.algorithm == "grid" else spec.search.num_trials
+
+
+def summarize(spec: Spec, grid: Any, b: Budget) -> dict[str, Any]:
+    """summary.json's contents (DESIGN.md): a trial's value is the best ``metric`` it reported."""
+    s = spec.search
+    keys = list(s.space)
+    better = min if s.mode == "min" else max
+    trials = []
+    for result in grid:
+        last = _jsonable(result.metrics or {})
+        config = result.config or {}
+        tuned = {k: _jsonable(sp.get_path(config, k) if not spec.is_custom else config.get(k)) for k in keys}
+        values = _reported(result, s.metric)
+        value = better(values) if values else None
+        ckpt = None
+        if value is not None and result.best_checkpoints:
+            ckpt = result.get_best_checkpoint(s.metric, s.mode)
+        # Ray marks every ended trial done; "completed" means it used its whole budget (or nothing stops early).
+        finished = s.scheduler == "fifo" or (last.get(b.time_attr) or 0) >= b.max_t
+        trials.append({
+            "trial_id": last.get("trial_id") or Path(result.path).name.removeprefix("trial_"),
+            "status": "ERROR" if result.error else "TERMINATED",
+            "state": "error" if result.error else ("completed" if finished else "stopped"),
+            "config": tuned,
+            "value": value,
+            "last_result": {k: v for k, v in last.items() if k not in _NOISE},
+            "iterations": int(last.get("training_iteration") or 0),
+            "checkpoint": ckpt.path if ckpt else None,
+            "path": result.path,
+            **({"error": _error_line(result.error)} if result.error else {}),
+        })
+    ranked = [t for t in trials if t["value"] is not None]
+    best = better(ranked, key=lambda t: t["value"]) if ranked else None
+    compute = {
+        "trial_seconds": round(sum(t["last_result"].get("time_total_s") or 0.0 for t in trials), 3),
+        "iterations": sum(t["iterations"] for t in trials),
+        "tokens": sum(int(t["last_result"].get("tokens") or 0) for t in trials) if not spec.is_custom else None,
+    }
+    return {
+        "name": spec.name,
+        "metric": s.metric,
+        "mode": s.mode,
+        "time_attr": b.time_attr,
+        "budget": b.as_dict(),
+        "best": {k: best[k] for k in ("trial_id", "config", "value", "checkpoint")} if best else None,
+        "trials": trials,
+        "compute": compute,
+    }
+
+
+def _reported(result: Any, metric: str) -> list[float]:
+    df = result.metrics_dataframe
+    if df is not None and metric in df:
+        vals = [float(v) for v in df[metric].tolist()]
+    else:
+        vals = [float(result.metrics[metric])] if result.metrics and metric in result.metrics else []
+    return [v for v in vals if math.isfinite(v)]
+
+
+def _error_line(error: Exception) -> str:
+    text = str(error).strip().splitlines()
+    tail = [ln for ln in text if ln.strip()][-1:] or [type(error).__name__]
+    return tail[0].strip()
+
+
+def _jsonable(obj: Any) -> Any:
+    return json.loads(json.dumps(obj, default=_default))
+
+
+def _default(o: Any) -> Any:
+    if hasattr(o, "item"):
+        return o.item()
+    return str(o)
+
+
+def write_results(sweep_dir: Path, summary: dict[str, Any]) -> None:
+    from tuner.report import write_leaderboard_csv
+
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    tmp = sweep_dir / "summary.json.tmp"
+    tmp.write_text(json.dumps(summary, indent=1, default=_default))
+    tmp.replace(sweep_dir / "summary.json")
+    write_leaderboard_csv(summary, sweep_dir / "leaderboard.csv")
+
+
+def load_summary(path: str | Path) -> dict[str, Any]:
+    p = Path(path)
+    p = p / "summary.json" if p.is_dir() else p
+    return json.loads(p.read_text())

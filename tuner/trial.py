@@ -1,0 +1,282 @@
+"""The LLM trial: setup, train, evaluate, checkpoint and restore, in one explicit loop.
+
+``fit`` knows nothing of Ray: it calls ``report(metrics, checkpoint_dir)`` at every evaluation. ``train_llm`` is
+the Ray Tune function trainable around it. A checkpoint holds the full state (model, optimizer, grad scaler, RNG
+states, progress; the data position and the LR schedule are pure functions of the progress), so a restored trial
+continues bit for bit. When the restored trial's hyperparameters differ from the checkpoint's (a PBT exploit), the
+new ones are applied on top of the restored optimizer state.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import random
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict
+
+from tuner.budget import Budget
+from tuner.data import TokenData
+from tuner.model import build_model, build_tokenizer
+from tuner.spec import DataSpec, ModelSpec, ResourcesSpec, TrainSpec
+
+CHECKPOINT_FORMAT = 1
+EVAL_BATCH = 16
+Report = Callable[[dict[str, Any], Path], None]
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN or infinite; the trial ends with this error and the sweep goes on."""
+
+
+class TrialSpec(BaseModel):
+    """What a trial trains with: the sweep spec's sections, with this trial's hyperparameters applied."""
+
+    model_config = ConfigDict(extra="forbid")
+    model: ModelSpec
+    data: DataSpec
+    train: TrainSpec
+    resources: ResourcesSpec
+
+
+@dataclass
+class Progress:
+    step: int = 0
+    tokens: int = 0
+    next_eval: float = 0.0  # in budget.time_attr units
+
+
+def lr_at(t: TrainSpec, position: float, step_size: float, max_t: float) -> float:
+    """Linear warmup over ``warmup_steps`` steps, then cosine decay to ``min_lr_ratio * lr`` at ``max_t``.
+
+    ``position`` is the progress before this step in the budget's units (tokens or steps); writing the schedule in
+    those units keeps it continuous when a PBT exploit changes the batch size.
+    """
+    warm = t.warmup_steps * step_size
+    if position < warm:
+        return t.lr * (position + step_size) / warm
+    frac = min(1.0, (position - warm) / max(max_t - warm, 1e-12))
+    return t.lr * (t.min_lr_ratio + (1 - t.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * frac)))
+
+
+def fit(spec: TrialSpec, budget: Budget, data_dir: str | Path, report: Report,
+        restore: dict[str, Any] | None = None) -> None:
+    t, seq_len = spec.train, spec.data.seq_len
+    torch.set_num_threads(max(1, int(spec.resources.cpus_per_worker)))
+    accelerator = _accelerator(t.mixed_precision)
+    data = TokenData(data_dir)
+    data.check(seq_len)
+    tokenizer = build_tokenizer(spec.model)
+
+    _seed_all(t.seed)
+    model = build_model(spec.model, seq_len=seq_len, tokenizer=tokenizer)
+    optimizer = _adamw(model, t)
+    progress = Progress(next_eval=budget.eval_interval)
+    if restore is not None:
+        progress = _load_state(model, optimizer, restore, t)
+    model, optimizer = accelerator.prepare(model, optimizer)
+    if restore is not None:
+        if accelerator.scaler is not None and restore.get("scaler"):
+            accelerator.scaler.load_state_dict(restore["scaler"])
+        _set_rng(restore["rng"])
+
+    device = accelerator.device
+    val = torch.from_numpy(data.val_windows(t.eval_tokens, seq_len))
+    tokens_per_step = t.batch_size * t.grad_accum_steps * seq_len
+    by_tokens = budget.time_attr == "tokens"
+    step_size = tokens_per_step if by_tokens else 1
+
+    def position() -> int:
+        return progress.tokens if by_tokens else progress.step
+
+    model.train()
+    loss_sum = torch.zeros((), device=device)
+    steps, started = 0, time.perf_counter()
+    while position() < budget.max_t:
+        lr = lr_at(t, position(), step_size, budget.max_t)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        for micro in range(t.grad_accum_steps):
+            x = torch.from_numpy(data.batch(t.seed, progress.step, micro, t.batch_size, seq_len)).to(device)
+            sync = micro == t.grad_accum_steps - 1
+            with contextlib.nullcontext() if sync else accelerator.no_sync(model):
+                loss = model(input_ids=x, labels=x).loss / t.grad_accum_steps
+                accelerator.backward(loss)
+            loss_sum += loss.detach()
+        if t.grad_clip > 0:
+            accelerator.clip_grad_norm_(model.parameters(), t.grad_clip)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        progress.step += 1
+        progress.tokens += tokens_per_step
+        steps += 1
+
+        if position() >= progress.next_eval or position() >= budget.max_t:
+            elapsed = time.perf_counter() - started
+            train_loss = (loss_sum / steps).item()
+            val_loss = evaluate(model, val, device)
+            if not (math.isfinite(train_loss) and math.isfinite(val_loss)):
+                raise NonFiniteLossError(f"loss is not finite at step {progress.step} (train_loss {train_loss}, "
+                                         f"val_loss {val_loss}, lr {lr:.3g}); the trial stops here")
+            while progress.next_eval <= position():
+                progress.next_eval += budget.eval_interval
+            metrics = {"step": progress.step, "tokens": progress.tokens, "train_loss": train_loss,
+                       "val_loss": val_loss, "val_ppl": math.exp(min(val_loss, 50.0)), "lr": lr,
+                       "tokens_per_s": steps * tokens_per_step / max(elapsed, 1e-9)}
+            with tempfile.TemporaryDirectory(prefix="tuner-ckpt-") as d:
+                save_checkpoint(Path(d), accelerator, model, optimizer, spec, budget, progress, metrics)
+                report(metrics, Path(d))
+            loss_sum.zero_()
+            steps, started = 0, time.perf_counter()
+
+
+@torch.no_grad()
+def evaluate(model: Any, windows: torch.Tensor, device: torch.device) -> float:
+    model.eval()
+    total = torch.zeros((), device=device)
+    for i in range(0, len(windows), EVAL_BATCH):
+        x = windows[i:i + EVAL_BATCH].to(device)
+        total += model(input_ids=x, labels=x).loss.float() * len(x)
+    model.train()
+    return (total / len(windows)).item()
+
+
+# --- checkpoints ------------------------------------------------------------------------------------------------
+
+def save_checkpoint(path: Path, accelerator: Any, model: Any, optimizer: Any, spec: TrialSpec, budget: Budget,
+                    progress: Progress, metrics: dict[str, Any]) -> None:
+    state = {
+        "format": CHECKPOINT_FORMAT,
+        "model": accelerator.unwrap_model(model).state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scaler": accelerator.scaler.state_dict() if accelerator.scaler is not None else None,
+        "rng": _get_rng(),
+        "progress": asdict(progress),
+        "spec": spec.model_dump(),
+        "budget": budget.as_dict(),
+    }
+    torch.save(state, path / "state.pt")
+    (path / "trial.json").write_text(json.dumps({"spec": state["spec"], "progress": state["progress"],
+                                                 "metrics": metrics}, indent=1))
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    # Our own file: it holds numpy RNG state, which the weights-only unpickler refuses.
+    state = torch.load(Path(path) / "state.pt", map_location="cpu", weights_only=False)
+    if state.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"{path}: not a tuner checkpoint of format {CHECKPOINT_FORMAT}")
+    return state
+
+
+def _load_state(model: Any, optimizer: Any, state: dict[str, Any], t: TrainSpec) -> Progress:
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as e:
+        raise RuntimeError(f"the checkpoint's model does not fit this trial's architecture: {e}") from None
+    optimizer.load_state_dict(state["optimizer"])
+    # This trial's hyperparameters win over the ones saved with the optimizer (they differ after a PBT exploit);
+    # the moments and step counts are kept. The LR is set from the schedule at every step.
+    decay, no_decay = optimizer.param_groups
+    decay["weight_decay"], no_decay["weight_decay"] = t.weight_decay, 0.0
+    for group in optimizer.param_groups:
+        group["betas"] = (t.beta1, t.beta2)
+    return Progress(**state["progress"])
+
+
+def export_model(checkpoint_dir: str | Path, out_dir: str | Path) -> Path:
+    """Write a checkpoint's model and tokenizer with ``save_pretrained`` (loadable by AutoModelForCausalLM)."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    state = load_checkpoint(checkpoint_dir)
+    spec = TrialSpec.model_validate(state["spec"])
+    tokenizer = build_tokenizer(spec.model)
+    model = build_model(spec.model, seq_len=spec.data.seq_len, tokenizer=tokenizer)
+    model.load_state_dict(state["model"])
+    out = Path(out_dir)
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out
+
+
+# --- setup helpers ----------------------------------------------------------------------------------------------
+
+def _accelerator(mixed_precision: str) -> Any:
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
+
+    # Accelerate keeps process-wide state; a reused Tune actor runs several trials, each with its own settings.
+    AcceleratorState._reset_state(reset_partial_state=True)
+    cuda = torch.cuda.is_available()
+    if mixed_precision == "auto":
+        mixed_precision = "bf16" if cuda and torch.cuda.is_bf16_supported() else "no"
+    if mixed_precision == "fp16" and not cuda:
+        raise ValueError("train.mixed_precision fp16 needs a GPU; use no or bf16")
+    return Accelerator(cpu=not cuda, mixed_precision=mixed_precision)
+
+
+def _adamw(model: Any, t: TrainSpec) -> torch.optim.Optimizer:
+    params = [p for p in model.parameters() if p.requires_grad]
+    decay = [p for p in params if p.dim() >= 2]
+    no_decay = [p for p in params if p.dim() < 2]
+    groups = [{"params": decay, "weight_decay": t.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=t.lr, betas=(t.beta1, t.beta2))
+
+
+def _seed_all(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _get_rng() -> dict[str, Any]:
+    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
+
+
+def _set_rng(rng: dict[str, Any]) -> None:
+    random.setstate(rng["python"])
+    np.random.set_state(rng["numpy"])
+    torch.set_rng_state(rng["torch"])
+    if rng.get("cuda") is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(rng["cuda"])
+
+
+# --- Ray Tune -------------------------------------------------------------------------------------------------
+
+def train_llm(config: dict[str, Any]) -> None:
+    """The Ray Tune function trainable. ``config`` is the resolved spec (model, data, train, resources) plus
+    ``run`` (the prepared data and the budget), as the sweep builds it."""
+    from ray import tune
+
+    config = _plain(config)
+    spec = TrialSpec.model_validate({k: config[k] for k in ("model", "data", "train", "resources")})
+    budget = Budget(**config["run"]["budget"])
+
+    def report(metrics: dict[str, Any], checkpoint_dir: Path) -> None:
+        tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(checkpoint_dir))
+
+    restore = None
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as d:
+            restore = load_checkpoint(d)
+    fit(spec, budget, config["run"]["data_dir"], report, restore=restore)
+
+
+def _plain(obj: Any) -> Any:
+    """numpy scalars (as some searchers suggest them) -> Python numbers, recursively."""
+    if isinstance(obj, dict):
+        return {k: _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    return obj.item() if isinstance(obj, np.generic) else obj
