@@ -6,7 +6,6 @@ Exit codes: 0 success; 2 invalid spec or usage (every problem printed with its d
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -46,7 +45,8 @@ def _describe(spec: Spec) -> str:
     b = budget(spec)
     s = spec.search
     what = spec.trainable if spec.is_custom else f"{spec.model.pretrained or spec.model.family} LM"
-    return (f"{spec.name}: {_num_trials(spec)} trials of {what}; {s.algorithm} + {s.scheduler}, "
+    every = " (every grid combination)" if s.algorithm == "grid" else ""
+    return (f"{spec.name}: {_num_trials(spec)} trials{every} of {what}; {s.algorithm} + {s.scheduler}, "
             f"{s.metric} ({s.mode}); a full trial is {b.max_t:,.0f} {b.time_attr}, reporting every "
             f"{b.eval_interval:,.0f}; results in {spec.sweep_dir}")
 
@@ -112,4 +112,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -30,14 +30,17 @@ def fifo(spec: Any, budget: Budget) -> Any:
 def asha(spec: Any, budget: Budget) -> Any:
     from ray.tune.schedulers import ASHAScheduler
 
-    return ASHAScheduler(time_attr=budget.time_attr, max_t=budget.max_t, grace_period=budget.grace_period,
+    # Ray's hints say int; budgets in tokens may be fractional and the schedulers compare them as numbers.
+    return ASHAScheduler(time_attr=budget.time_attr, max_t=budget.max_t,  # type: ignore[arg-type]
+                         grace_period=budget.grace_period,  # type: ignore[arg-type]
                          reduction_factor=spec.search.reduction_factor)
 
 
 def hyperband(spec: Any, budget: Budget) -> Any:
     from ray.tune.schedulers import HyperBandScheduler
 
-    return HyperBandScheduler(time_attr=budget.time_attr,      max_t=budget.max_t, reduction_factor=spec.search.reduction_factor)
+    return HyperBandScheduler(time_attr=budget.time_attr, max_t=budget.max_t,  # type: ignore[arg-type]
+                              reduction_factor=spec.search.reduction_factor)
 
 
 def median(spec: Any, budget: Budget) -> Any:

@@ -240,7 +240,7 @@ def _without(raw: dict[str, Any], err: ValidationError) -> dict[str, Any]:
     """A copy of ``raw`` without the (section-level) keys that failed validation; a bad name becomes a stand-in."""
     out = {k: dict(v) if isinstance(v, dict) else v for k, v in raw.items()}
     for e in err.errors():
-        loc = e["loc"]
+        loc = [str(p) for p in e["loc"]]
         if loc[0] == "name":
             out["name"] = "spec"
         elif len(loc) == 1 or not isinstance(out.get(loc[0]), dict):
@@ -363,8 +363,18 @@ def load_trainable(spec: Spec) -> Any:
     """Import ``module:function`` from the spec's directory (as the driver and every trial will)."""
     assert spec.trainable is not None
     module_name, _, attr = spec.trainable.partition(":")
-    if spec.spec_dir not in sys.path:
-        sys.path.insert(0, spec.spec_dir)
+    here = Path(spec.spec_dir).resolve()
+    if spec.spec_dir in sys.path:
+        sys.path.remove(spec.spec_dir)
+    sys.path.insert(0, spec.spec_dir)
+    # A module of the same name imported earlier from elsewhere must not stand in for the spec's own.
+    top = module_name.split(".")[0]
+    loaded = getattr(sys.modules.get(top), "__file__", None)
+    ours = (here / f"{top}.py").exists() or (here / top).is_dir()
+    if loaded and ours and here not in Path(loaded).resolve().parents:
+        for name in [n for n in sys.modules if n == top or n.startswith(top + ".")]:
+            del sys.modules[name]
+    importlib.invalidate_caches()
     try:
         module = importlib.import_module(module_name)
     except Exception as e:
@@ -406,9 +416,6 @@ def _check_search(spec: Spec, raw: dict[str, Any]) -> list[Problem]:
         cont = [k for k, d in dims.items() if not d.is_discrete]
         out += [(f"search.space.{k}", f"grid search needs choice or grid dimensions, not {dims[k].kind}")
                 for k in cont]
-        if not cont and dims and "num_trials" in (raw.get("search") or {}) and s.num_trials != sp.grid_size(dims):
-            out.append(("search.num_trials", f"grid search runs every combination ({sp.grid_size(dims)}); "
-                                             f"drop num_trials or set it to {sp.grid_size(dims)}"))
     else:
         out += [(f"search.space.{k}", f"grid dimensions need algorithm grid (here {s.algorithm!r}); use choice")
                 for k, d in dims.items() if d.kind == "grid"]

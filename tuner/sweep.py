@@ -37,10 +37,9 @@ class SweepResult:
 def check_destination(spec: Spec, overwrite: bool) -> None:
     """A sweep never lands on top of another one's results by accident."""
     d = spec.sweep_dir
-    if d.exists() and any(d.iterdir()):
-        if not overwrite:
-            raise SpecError([("name", f"{d} already holds a sweep; pass --overwrite to replace it, "
-                                      f"or --set name=<another>")])
+    if d.exists() and any(d.iterdir()) and not overwrite:
+        raise SpecError([("name", f"{d} already holds a sweep; pass --overwrite to replace it, "
+                                  f"or --set name=<another>")])
 
 
 def prepare_data(spec: Spec) -> Path:

@@ -1,0 +1,93 @@
+"""Tokens/s of tuner's LLM trial loop vs a plain PyTorch loop on the same model, data and threads.
+
+    python bench/throughput.py [--steps 60] [--repeats 3] [--batch 16] [--layers 2] [--threads 1]
+
+Both run in this process, interleaved (A B A B ...) so machine noise hits both alike; the table gives the median
+tokens/s of each and their ratio. The trial's figure is its own ``tokens_per_s`` (training steps only, evaluation
+and checkpoints excluded), and its evaluation + checkpoint overhead is shown separately.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from tuner.budget import Budget
+from tuner.data import TokenData, prepare
+from tuner.model import build_model, build_tokenizer
+from tuner.spec import DataSpec, ModelSpec, ResourcesSpec, TrainSpec
+from tuner.trial import TrialSpec, fit
+
+
+def plain_loop(spec: TrialSpec, data: TokenData, steps: int) -> float:
+    t = spec.train
+    torch.manual_seed(t.seed)
+    model = build_model(spec.model, seq_len=spec.data.seq_len, tokenizer=build_tokenizer(spec.model))
+    opt = torch.optim.AdamW(model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
+    model.train()
+    start = time.perf_counter()
+    for step in range(steps):
+        x = torch.from_numpy(data.batch(t.seed, step, 0, t.batch_size, spec.data.seq_len))
+        loss = model(input_ids=x, labels=x).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+    return steps * t.batch_size * spec.data.seq_len / (time.perf_counter() - start)
+
+
+def tuner_loop(spec: TrialSpec, data_dir: Path, steps: int) -> tuple[float, float]:
+    """(training tokens/s as the trial reports it, wall seconds spent outside training steps)."""
+    reports = []
+    start = time.perf_counter()
+    fit(spec, Budget("step", steps, steps, steps), data_dir, lambda m, d: reports.append(m))
+    wall = time.perf_counter() - start
+    tps = reports[-1]["tokens_per_s"]
+    train_s = steps * spec.train.batch_size * spec.data.seq_len / tps
+    return tps, wall - train_s
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--steps", type=int, default=60)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--layers", type=int, default=2)
+    ap.add_argument("--seq-len", type=int, default=128)
+    ap.add_argument("--threads", type=int, default=1)
+    args = ap.parse_args()
+
+    spec = TrialSpec(model=ModelSpec(hidden_size=64, num_layers=args.layers, num_heads=4),
+                     data=DataSpec(seq_len=args.seq_len),
+                     train=TrainSpec(max_steps=args.steps, eval_every=args.steps, batch_size=args.batch,
+                                     warmup_steps=min(10, args.steps - 1), mixed_precision="no"),
+                     resources=ResourcesSpec(cpus_per_worker=args.threads))
+    cache = Path(tempfile.gettempdir()) / "tuner-bench-data"
+    data_dir = prepare(["builtin:python-stdlib"], build_tokenizer(spec.model), cache, val_fraction=0.05).path
+    data = TokenData(data_dir)
+    torch.set_num_threads(args.threads)
+
+    plain, ours, outside = [], [], []
+    plain_loop(spec, data, 5)  # warm up allocator and kernels
+    for _ in range(args.repeats):
+        plain.append(plain_loop(spec, data, args.steps))
+        tps, extra = tuner_loop(spec, data_dir, args.steps)
+        ours.append(tps)
+        outside.append(extra)
+    p, o = statistics.median(plain), statistics.median(ours)
+    print(f"model: llama hidden 64, {args.layers} layers; batch {args.batch} x {args.seq_len}; "
+          f"{args.threads} thread(s); {args.steps} steps x {args.repeats} repeats, interleaved")
+    print("| loop | tokens/s (median) | ratio to plain |")
+    print("|---|---:|---:|")
+    print(f"| plain PyTorch | {p:,.0f} | 1.00 |")
+    print(f"| tuner trial (fit) | {o:,.0f} | {o / p:.2f} |")
+    print(f"tuner trial outside training steps (setup, eval, checkpoint): {statistics.median(outside):.2f} s per run")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,70 @@
+"""Shared fixtures: a small real corpus, tiny specs, and one local Ray for every integration test."""
+
+from __future__ import annotations
+
+import copy
+import logging
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tuner.data import stdlib_files
+
+TINY: dict[str, Any] = {
+    "model": {"family": "llama", "hidden_size": 32, "num_layers": 1, "num_heads": 2},
+    "data": {"seq_len": 32},
+    "train": {"max_steps": 20, "eval_every": 5, "batch_size": 4, "warmup_steps": 2, "lr": 3.0e-3,
+              "eval_tokens": 1024},
+    "search": {"algorithm": "random", "scheduler": "fifo", "num_trials": 2, "max_concurrent": 2, "seed": 0,
+               "space": {"train.lr": {"loguniform": [1.0e-3, 1.0e-2]}}},
+    "resources": {"cpus_per_worker": 1},
+}
+
+
+def merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for k, v in over.items():
+        out[k] = merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) and k != "space" else v
+    return out
+
+
+@pytest.fixture(scope="session")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """~400 KB of real text (standard-library sources) in one .txt file: small enough to tokenize in a blink."""
+    path = tmp_path_factory.mktemp("corpus") / "corpus.txt"
+    parts, size = [], 0
+    for f in stdlib_files():
+        if f.parent.name in ("json", "email") and size < 400_000:
+            text = f.read_text(encoding="utf-8", errors="replace")
+            parts.append(text)
+            size += len(text)
+    path.write_text("\n".join(parts))
+    return path
+
+
+@pytest.fixture(scope="session")
+def storage(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One storage root for the session, so the prepared corpus is cached across sweeps."""
+    return tmp_path_factory.mktemp("sweeps")
+
+
+@pytest.fixture
+def tiny_raw(corpus: Path, storage: Path, request: pytest.FixtureRequest):
+    """Build a tiny, valid raw spec (dict); keyword sections are deep-merged (search.space is replaced)."""
+
+    def make(**over: Any) -> dict[str, Any]:
+        name = request.node.name.replace("[", "-").replace("]", "").replace("/", "-")[:100]
+        raw = merge({"name": name, "storage": str(storage), **TINY}, {"data": {"source": str(corpus)}})
+        return merge(raw, over)
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def ray_local():
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
+    yield ray
+    ray.shutdown()

@@ -1,0 +1,34 @@
+"""Searcher and scheduler registries: lazy, named, and an unknown name lists the valid ones."""
+
+from __future__ import annotations
+
+import pytest
+
+from tuner.budget import budget
+from tuner.registry import UnknownNameError
+from tuner.schedulers import SCHEDULERS, make_scheduler
+from tuner.search import SEARCHERS, make_searcher
+from tuner.spec import validate
+
+
+def test_unknown_names_list_the_valid_ones():
+    with pytest.raises(UnknownNameError) as e:
+        SEARCHERS.get("tpee")
+    assert "did you mean 'tpe'" in str(e.value) and "grid, random, tpe" in str(e.value)
+    with pytest.raises(UnknownNameError, match="valid: asha, fifo, hyperband, median"):
+        SCHEDULERS.get("pbtx")
+
+
+@pytest.mark.parametrize("name", SEARCHERS.names())
+def test_every_searcher_builds(tiny_raw, name):
+    space = {"train.batch_size": {"choice": [2, 4]}} if name == "grid" else None
+    spec = validate(tiny_raw(search={"algorithm": name, **({"space": space} if space else {})}))
+    assert make_searcher(spec) is not None
+
+
+@pytest.mark.parametrize("name", SCHEDULERS.names())
+def test_every_scheduler_builds_with_the_fidelity(tiny_raw, name):
+    spec = validate(tiny_raw(search={"scheduler": name}))
+    scheduler = make_scheduler(spec, budget(spec))
+    if name != "fifo":
+        assert scheduler._time_attr == "tokens"

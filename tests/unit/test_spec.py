@@ -1,0 +1,167 @@
+"""The spec contract: every problem reported at once with its dotted key; overrides with type coercion."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tuner.spec import SpecError, apply_overrides, load, resolve, validate
+
+REPO = Path(__file__).resolve().parents[2]
+
+# (what is wrong, overrides to a valid tiny spec, the dotted key the error must name)
+MALFORMED = [
+    ("unknown top-level key", {"bogus": 1}, "bogus"),
+    ("unknown nested key", {"train": {"lrr": 0.1}}, "train.lrr"),
+    ("negative learning rate", {"train": {"lr": -1.0e-3}}, "train.lr"),
+    ("wrong type", {"data": {"seq_len": "long"}}, "data.seq_len"),
+    ("dropout out of range", {"model": {"dropout": 1.5}}, "model.dropout"),
+    ("section is not a mapping", {"train": 5}, "train"),
+    ("eval_every beyond max_steps", {"train": {"eval_every": 500}}, "train.eval_every"),
+    ("heads do not divide hidden", {"model": {"hidden_size": 30, "num_heads": 4}}, "model.num_heads"),
+    ("unknown model family", {"model": {"family": "lama"}}, "model.family"),
+    ("missing data file", {"data": {"source": "/nonexistent/corpus.txt"}}, "data.source"),
+    ("invalid sweep name", {"name": "my sweep!"}, "name"),
+    ("zero trials", {"search": {"num_trials": 0}}, "search.num_trials"),
+    ("bad mode", {"search": {"mode": "minimize"}}, "search.mode"),
+    ("unknown algorithm", {"search": {"algorithm": "tpee"}}, "search.algorithm"),
+    ("unknown scheduler", {"search": {"scheduler": "ashaa"}}, "search.scheduler"),
+    ("metric the trial never reports", {"search": {"metric": "accuracy"}}, "search.metric"),
+    ("unknown fidelity", {"search": {"time_attr": "epochs"}}, "search.time_attr"),
+    ("empty space", {"search": {"space": {}}}, "search.space"),
+    ("space key names no field", {"search": {"space": {"train.foo": {"uniform": [0, 1]}}}}, "search.space.train.foo"),
+    ("space key is fixed per sweep", {"search": {"space": {"data.val_fraction": {"uniform": [0.01, 0.1]}}}},
+     "search.space.data.val_fraction"),
+    ("unknown dimension kind", {"search": {"space": {"train.lr": {"normal": [0, 1]}}}}, "search.space.train.lr"),
+    ("log range from zero", {"search": {"space": {"train.lr": {"loguniform": [0.0, 1.0]}}}}, "search.space.train.lr"),
+    ("reversed bounds", {"search": {"space": {"train.lr": {"uniform": [0.1, 0.01]}}}}, "search.space.train.lr"),
+    ("floats for an integer field", {"search": {"space": {"train.batch_size": {"uniform": [4, 32]}}}},
+     "search.space.train.batch_size"),
+    ("a choice that breaks the model", {"search": {"space": {"model.num_heads": {"choice": [2, 3]}}}},
+     "search.space.model.num_heads"),
+    ("continuous dimension in a grid", {"search": {"algorithm": "grid"}}, "search.space.train.lr"),
+    ("grid dimension with tpe", {"search": {"algorithm": "tpe", "space": {"train.batch_size": {"grid": [4, 8]}}}},
+     "search.space.train.batch_size"),
+    ("point outside the space", {"search": {"points_to_evaluate": [{"train.wd": 0.1}]}},
+     "search.points_to_evaluate.0.train.wd"),
+    ("sharded trials not yet", {"resources": {"workers_per_trial": 2}}, "resources.workers_per_trial"),
+    ("negative cpus", {"resources": {"cpus_per_worker": -1}}, "resources.cpus_per_worker"),
+]
+
+
+@pytest.mark.parametrize(("what", "over", "key"), MALFORMED, ids=[m[0] for m in MALFORMED])
+def test_malformed_spec_names_its_key(tiny_raw, what, over, key):
+    with pytest.raises(SpecError) as e:
+        validate(tiny_raw(**over))
+    keys = [k for k, _ in e.value.problems]
+    assert key in keys, f"{what}: expected {key} among {e.value.problems}"
+
+
+def test_tiny_spec_is_valid(tiny_raw):
+    spec = validate(tiny_raw())
+    assert spec.model.hidden_size == 32 and spec.time_attr == "tokens"
+
+
+def test_every_problem_is_reported_at_once(tiny_raw):
+    raw = tiny_raw(bogus=1, train={"lr": -1, "eval_every": 500}, model={"hidden_size": 30, "famly": "x"},
+                   search={"algorithm": "nope", "space": {"train.batch_size": {"uniform": [1, 8]}}})
+    with pytest.raises(SpecError) as e:
+        validate(raw)
+    keys = {k for k, _ in e.value.problems}
+    assert {"bogus", "train.lr", "model.famly", "train.eval_every", "model.num_heads", "search.algorithm",
+            "search.space.train.batch_size"} <= keys
+
+
+def test_unknown_key_suggests_the_right_one(tiny_raw):
+    with pytest.raises(SpecError) as e:
+        validate(tiny_raw(train={"learning_rate": 0.1, "batch_sise": 8}))
+    msgs = dict(e.value.problems)
+    assert "did you mean 'batch_size'" in msgs["train.batch_sise"]
+    assert "valid keys here" in msgs["train.learning_rate"]
+
+
+def test_overrides_coerce_types_and_reach_space_keys():
+    raw: dict = {"name": "x", "train": {"lr": 0.1}}
+    problems = apply_overrides(raw, ["train.max_steps=200", "train.lr=1e-3", "search.num_trials=6",
+                                     "search.space.train.lr={loguniform: [1e-4, 1e-2]}", "model.family=gpt2",
+                                     "data.source=[a.txt, b.txt]"])
+    assert problems == []
+    assert raw["train"] == {"lr": 1e-3, "max_steps": 200}
+    assert raw["search"]["space"] == {"train.lr": {"loguniform": [1e-4, 1e-2]}}
+    assert raw["model"]["family"] == "gpt2" and raw["data"]["source"] == ["a.txt", "b.txt"]
+
+
+def test_malformed_override_is_a_problem():
+    raw: dict = {"name": "x", "train": 3}
+    problems = apply_overrides(raw, ["train.lr", "train.lr=0.1"])
+    assert [k for k, _ in problems] == ["--set train.lr", "train"]
+
+
+def test_load_applies_overrides_and_reports_them(tmp_path, tiny_raw):
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump(tiny_raw()))
+    spec = load(path, ["train.max_steps=40", "search.num_trials=3"])
+    assert spec.train.max_steps == 40 and spec.search.num_trials == 3
+    with pytest.raises(SpecError) as e:
+        load(path, ["train.lr=-1", "bogus=2"])
+    assert {k for k, _ in e.value.problems} == {"train.lr", "bogus"}
+
+
+def test_yaml_exponent_floats_are_numbers(tmp_path, tiny_raw):
+    raw = tiny_raw()
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump(raw).replace("0.003", "3e-3"))
+    assert load(path).train.lr == pytest.approx(3e-3)
+
+
+def test_resolve_applies_tuned_values(tiny_raw):
+    spec = validate(tiny_raw())
+    r = resolve(spec, {"train.lr": 0.05, "model.num_layers": 3})
+    assert r.train.lr == 0.05 and r.model.num_layers == 3 and spec.train.lr == 3e-3
+
+
+def test_custom_trainable_spec(tmp_path):
+    (tmp_path / "obj.py").write_text("def train(config):\n    pass\n")
+    spec = validate({"name": "c", "trainable": "obj:train",
+                     "search": {"metric": "loss", "space": {"x": {"uniform": [0, 1]}}}}, spec_dir=tmp_path)
+    assert spec.is_custom and spec.time_attr == "training_iteration"
+    with pytest.raises(SpecError) as e:
+        validate({"name": "c", "trainable": "obj:nope", "model": {"hidden_size": 8},
+                  "search": {"space": {"x": {"uniform": [0, 1]}}}}, spec_dir=tmp_path)
+    assert {k for k, _ in e.value.problems} == {"trainable", "model", "search.metric"}
+
+
+def test_every_shipped_job_validates():
+    jobs = sorted((REPO / "jobs").glob("*.yaml"))
+    assert jobs, "jobs/ holds no specs"
+    for path in jobs:
+        load(path)
+
+
+def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "tuner", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=120)
+
+
+def test_cli_invalid_spec_exits_2_names_both_keys_and_starts_nothing(tmp_path):
+    spec = tmp_path / "bad.yaml"
+    spec.write_text((REPO / "jobs" / "quickstart.yaml").read_text()
+                    .replace("  lr: 3.0e-4", "  lr: -3.0e-4\n  colour: blue")
+                    .replace("storage: ./sweeps", f"storage: {tmp_path / 'out'}"))
+    for command in ("validate", "run"):
+        r = _cli(command, str(spec), cwd=tmp_path)
+        assert r.returncode == 2, r.stderr
+        assert "train.lr" in r.stderr and "train.colour" in r.stderr
+        assert "Traceback" not in r.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_cli_validate_ok_and_results_of_missing_dir(tmp_path):
+    r = _cli("validate", str(REPO / "jobs" / "quickstart.yaml"), "--set", "search.num_trials=4", cwd=tmp_path)
+    assert r.returncode == 0 and "4 trials" in r.stdout
+    r = _cli("results", str(tmp_path / "nothing"), cwd=tmp_path)
+    assert r.returncode == 2 and "no summary.json" in r.stderr
