@@ -1,10 +1,11 @@
 """Tokens/s of tuner's LLM trial loop vs a plain PyTorch loop on the same model, data and threads.
 
-    python bench/throughput.py [--steps 60] [--repeats 3] [--batch 16] [--layers 2] [--threads 1]
+    python bench/throughput.py [--steps 60] [--repeats 3] [--batch 16] [--layers 2] [--hidden 64] [--threads 1]
 
 Both run in this process, interleaved (A B A B ...) so machine noise hits both alike; the table gives the median
 tokens/s of each and their ratio. The trial's figure is its own ``tokens_per_s`` (training steps only, evaluation
-and checkpoints excluded), and its evaluation + checkpoint overhead is shown separately.
+and checkpoints excluded), and its evaluation + checkpoint overhead is shown separately. On a GPU both loops run
+in bf16 autocast (the trial's ``mixed_precision: auto``).
 """
 
 from __future__ import annotations
@@ -26,18 +27,23 @@ from tuner.trial import TrialSpec, fit
 
 def plain_loop(spec: TrialSpec, data: TokenData, steps: int) -> float:
     t = spec.train
+    cuda = torch.cuda.is_available()
+    device = torch.device("cuda" if cuda else "cpu")
     torch.manual_seed(t.seed)
-    model = build_model(spec.model, seq_len=spec.data.seq_len, tokenizer=build_tokenizer(spec.model))
+    model = build_model(spec.model, seq_len=spec.data.seq_len, tokenizer=build_tokenizer(spec.model)).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
     model.train()
     start = time.perf_counter()
     for step in range(steps):
-        x = torch.from_numpy(data.batch(t.seed, step, 0, t.batch_size, spec.data.seq_len))
-        loss = model(input_ids=x, labels=x).loss
+        x = torch.from_numpy(data.batch(t.seed, step, 0, t.batch_size, spec.data.seq_len)).to(device)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
+            loss = model(input_ids=x, labels=x).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
         opt.step()
         opt.zero_grad(set_to_none=True)
+    if cuda:
+        torch.cuda.synchronize()
     return steps * t.batch_size * spec.data.seq_len / (time.perf_counter() - start)
 
 
@@ -58,14 +64,15 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--layers", type=int, default=2)
+    ap.add_argument("--hidden", type=int, default=64)
     ap.add_argument("--seq-len", type=int, default=128)
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
 
-    spec = TrialSpec(model=ModelSpec(hidden_size=64, num_layers=args.layers, num_heads=4),
+    spec = TrialSpec(model=ModelSpec(hidden_size=args.hidden, num_layers=args.layers, num_heads=4),
                      data=DataSpec(seq_len=args.seq_len),
                      train=TrainSpec(max_steps=args.steps, eval_every=args.steps, batch_size=args.batch,
-                                     warmup_steps=min(10, args.steps - 1), mixed_precision="no"),
+                                     warmup_steps=min(10, args.steps - 1)),
                      resources=ResourcesSpec(cpus_per_worker=args.threads))
     cache = Path(tempfile.gettempdir()) / "tuner-bench-data"
     data_dir = prepare(["builtin:python-stdlib"], build_tokenizer(spec.model), cache, val_fraction=0.05).path
@@ -80,8 +87,10 @@ def main() -> None:
         ours.append(tps)
         outside.append(extra)
     p, o = statistics.median(plain), statistics.median(ours)
-    print(f"model: llama hidden 64, {args.layers} layers; batch {args.batch} x {args.seq_len}; "
-          f"{args.threads} thread(s); {args.steps} steps x {args.repeats} repeats, interleaved")
+    cuda = torch.cuda.is_available()
+    where = f"{torch.cuda.get_device_name()}, bf16 autocast" if cuda else f"CPU, {args.threads} thread(s)"
+    print(f"model: llama hidden {args.hidden}, {args.layers} layers; batch {args.batch} x {args.seq_len}; {where}; "
+          f"{args.steps} steps x {args.repeats} repeats, interleaved")
     print("| loop | tokens/s (median) | ratio to plain |")
     print("|---|---:|---:|")
     print(f"| plain PyTorch | {p:,.0f} | 1.00 |")

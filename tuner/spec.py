@@ -441,7 +441,7 @@ def _check_llm_space(spec: Spec, dims: dict[str, sp.Dimension]) -> list[Problem]
         if spec.model.pretrained and sec == "model" and field != "dropout":
             out.append((f"search.space.{key}", "a pretrained model's architecture cannot be tuned"))
             continue
-        if _is_int_field(SECTIONS[sec], field) and not dim.is_integer:
+        if is_int_field(SECTIONS[sec], field) and not dim.is_integer:
             out.append((f"search.space.{key}", f"{key} is an integer: use randint, choice of integers, or "
                                                f"quniform/qloguniform with integer bounds and q"))
             continue
@@ -480,7 +480,7 @@ def _problems_with(spec: Spec, assignment: dict[str, Any]) -> list[Problem]:
     return out
 
 
-def _is_int_field(cls: type[BaseModel], field: str) -> bool:
+def is_int_field(cls: type[BaseModel], field: str) -> bool:
     ann = cls.model_fields[field].annotation
     args = typing.get_args(ann) if isinstance(ann, types.UnionType) or typing.get_origin(ann) else (ann,)
     return int in args and float not in args

@@ -13,7 +13,7 @@ from typing import Any
 
 from tuner import space as sp
 from tuner.budget import Budget, budget
-from tuner.spec import SECTIONS, Spec, SpecError, _is_int_field, load_trainable
+from tuner.spec import SECTIONS, Spec, SpecError, is_int_field, load_trainable, upper_bound
 
 TRIAL_SECTIONS = ("model", "data", "train", "resources")
 # Ray's bookkeeping fields that say nothing about a trial's outcome (the tag repeats the whole config).
@@ -50,13 +50,8 @@ def prepare_data(spec: Spec) -> Path:
     tokenizer = build_tokenizer(spec.model)
     prepared = prepare(spec.data_paths(), tokenizer, spec.sweep_dir.parent / ".cache" / "data",
                        val_fraction=spec.data.val_fraction, text_field=spec.data.text_field)
-    TokenData(prepared.path).check(int(max(d for d in _values(spec, "data.seq_len"))))
+    TokenData(prepared.path).check(int(upper_bound(spec, "data.seq_len")))
     return prepared.path
-
-
-def _values(spec: Spec, key: str) -> list[Any]:
-    dim = spec.dimensions().get(key)
-    return dim.candidates() if dim else [sp.get_path(spec.model_dump(), key)]
 
 
 def param_space(spec: Spec, b: Budget, data_dir: Path | None) -> dict[str, Any]:
@@ -69,7 +64,7 @@ def param_space(spec: Spec, b: Budget, data_dir: Path | None) -> dict[str, Any]:
     tree: dict[str, Any] = {sec: getattr(spec, sec).model_dump() for sec in TRIAL_SECTIONS}
     for key, d in dims.items():
         sec, _, field = key.partition(".")
-        sp.set_path(tree, key, d.to_tune(grid=grid, integer=_is_int_field(SECTIONS[sec], field)))
+        sp.set_path(tree, key, d.to_tune(grid=grid, integer=is_int_field(SECTIONS[sec], field)))
     tree["run"] = {"data_dir": str(data_dir), "budget": b.as_dict()}
     return tree
 
@@ -91,6 +86,8 @@ def run_sweep(spec: Spec, *, address: str | None = None, overwrite: bool = False
               console: Any = None) -> SweepResult:
     # Checkpointing at every report makes Tune warn about experiment-state snapshots; they are cheap here.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    # Tune's newer console output prints its own banner whatever the verbosity; ours is the progress line.
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     from ray import tune
     from rich.console import Console
 

@@ -135,3 +135,11 @@ def test_trains_from_a_local_pretrained_directory(data_dir, tmp_path):
     spec = spec.model_copy(update={"model": ModelSpec(pretrained=str(tmp_path / "lm"), dropout=0.0)})
     metrics, _ = run(spec, Budget("step", 12, 6, 6), data_dir)
     assert len(metrics) == 2 and metrics[-1]["val_loss"] < math.log(384)
+
+
+def test_gradient_accumulation_counts_every_micro_batch(data_dir):
+    spec = tiny(batch_size=2, grad_accum_steps=2)
+    metrics, states = run(spec, Budget("tokens", 24 * 4 * 32, 6 * 4 * 32, 6 * 4 * 32), data_dir)
+    assert [m["step"] for m in metrics] == [6, 12, 18, 24]  # 2 x 2 sequences per optimizer step
+    assert metrics[-1]["tokens"] == 24 * 4 * 32 and metrics[-1]["val_loss"] < metrics[0]["val_loss"]
+    assert float(states[24]["optimizer"]["state"][0]["step"]) == 24  # one optimizer step per 2 micro-batches
