@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import re
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +55,7 @@ def tiny_raw(corpus: Path, storage: Path, request: pytest.FixtureRequest):
     """Build a tiny, valid raw spec (dict); keyword sections are deep-merged (search.space is replaced)."""
 
     def make(**over: Any) -> dict[str, Any]:
-        name = request.node.name.replace("[", "-").replace("]", "").replace("/", "-")[:100]
+        name = re.sub(r"[^A-Za-z0-9._-]+", "-", request.node.name).strip("-")[:100]
         raw = merge({"name": name, "storage": str(storage), **TINY}, {"data": {"source": str(corpus)}})
         return merge(raw, over)
 

@@ -1,13 +1,15 @@
 """How long a trial runs and how often it reports, in the units of the sweep's fidelity (``time_attr``).
 
-With ``tokens`` as the fidelity (the default for the LLM trial) a full trial is a token budget: ``max_steps`` at
-the largest tokens-per-step the space allows. A trial that drew a smaller batch runs more steps, so every trial
-sees the same data and the schedulers compare like with like.
+With ``tokens`` as the fidelity (the default for the LLM trial) a full trial is a token budget: ``train.max_tokens``,
+or ``max_steps`` at the largest tokens-per-step the space allows. A trial that drew a smaller batch runs more steps,
+so every trial sees the same data and the schedulers compare like with like; it reports every ``eval_every`` steps'
+worth of tokens at the largest batch, the same token points for every trial.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Any
 
 from tuner.spec import Spec, upper_bound
 
@@ -21,23 +23,27 @@ class Budget:
     eval_interval: float  # report (evaluate + checkpoint) every this many time_attr units
     grace_period: float
 
-    def as_dict(self) -> dict[str, float | str]:
+    def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
+def tokens_per_step(spec: Spec) -> int:
+    """The most tokens one optimizer step can take in this sweep."""
+    keys = ("train.batch_size", "train.grad_accum_steps", "data.seq_len")
+    out = 1
+    for key in keys:
+        out *= int(upper_bound(spec, key))
+    return out
+
+
 def budget(spec: Spec) -> Budget:
-    s = spec.search
+    s, t = spec.search, spec.train
     time_attr = spec.time_attr
     if spec.is_custom:
-        max_t = s.max_t or CUSTOM_MAX_T
-        return Budget(time_attr, max_t, 1, s.grace_period or 1)
-    max_steps = upper_bound(spec, "train.max_steps")
-    evals = max_steps / spec.train.eval_every
+        return Budget(time_attr, s.max_t or CUSTOM_MAX_T, 1, s.grace_period or 1)
     if time_attr == "step":
-        max_t = s.max_t or max_steps
+        max_t, interval = s.max_t or t.max_steps, t.eval_every
     else:
-        per_step = (upper_bound(spec, "train.batch_size") * upper_bound(spec, "train.grad_accum_steps")
-                    * upper_bound(spec, "data.seq_len"))
-        max_t = s.max_t or spec.train.max_tokens or max_steps * per_step
-    interval = max_t / evals
+        per_step = tokens_per_step(spec)
+        max_t, interval = s.max_t or t.max_tokens or t.max_steps * per_step, t.eval_every * per_step
     return Budget(time_attr, max_t, interval, s.grace_period or interval)

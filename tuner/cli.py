@@ -40,13 +40,13 @@ def _fail_spec(e: SpecError) -> None:
 
 def _describe(spec: Spec) -> str:
     from tuner.budget import budget
-    from tuner.sweep import _num_trials
+    from tuner.sweep import num_trials
 
     b = budget(spec)
     s = spec.search
     what = spec.trainable if spec.is_custom else f"{spec.model.pretrained or spec.model.family} LM"
     every = " (every grid combination)" if s.algorithm == "grid" else ""
-    return (f"{spec.name}: {_num_trials(spec)} trials{every} of {what}; {s.algorithm} + {s.scheduler}, "
+    return (f"{spec.name}: {num_trials(spec)} trials{every} of {what}; {s.algorithm} + {s.scheduler}, "
             f"{s.metric} ({s.mode}); a full trial is {b.max_t:,.0f} {b.time_attr}, reporting every "
             f"{b.eval_interval:,.0f}; results in {spec.sweep_dir}")
 
@@ -84,6 +84,10 @@ def run(spec: Annotated[Path, typer.Argument(help="The sweep spec (YAML).")], se
         err.print(f"[bold red]sweep {s.name} failed:[/bold red] {type(e).__name__}: {e}", highlight=False)
         raise typer.Exit(1) from None
     print_summary(result.summary, out)
+    if result.summary.get("interrupted"):
+        err.print(f"[bold yellow]interrupted[/bold yellow]: {sum(t['state'] != 'error' for t in result.trials)} "
+                  f"trial(s) reported; results so far are in {result.path}", highlight=False)
+        raise typer.Exit(130)
     if result.trials and all(t["state"] == "error" for t in result.trials):
         err.print("[bold red]every trial failed[/bold red]")
         raise typer.Exit(1)
@@ -98,13 +102,13 @@ def results(path: Annotated[Path, typer.Argument(help="A sweep directory (<stora
 
     try:
         summary = load_summary(path)
+        print_summary(summary, out)
     except FileNotFoundError:
         err.print(f"[bold red]{path}: no summary.json[/bold red] (is it a finished sweep's directory?)")
         raise typer.Exit(2) from None
-    except ValueError as e:
-        err.print(f"[bold red]{path}: unreadable summary.json:[/bold red] {e}")
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+        err.print(f"[bold red]{path}: not a tuner summary.json[/bold red] ({type(e).__name__}: {e})")
         raise typer.Exit(2) from None
-    print_summary(summary, out)
 
 
 def main() -> None:

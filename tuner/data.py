@@ -90,11 +90,13 @@ def encode(tokenizer: Any, texts: list[str]) -> list[np.ndarray]:
 
 
 def split_blocks(n_tokens: int, val_fraction: float) -> tuple[int, np.ndarray]:
-    """Block size and a boolean mask of the blocks held out for validation (evenly spread, deterministic)."""
+    """Block size and a boolean mask of the blocks held out for validation: round(val_fraction * blocks) of them,
+    at least one, spread evenly (deterministic)."""
     block = SPLIT_BLOCK if n_tokens >= 40 * SPLIT_BLOCK else max(64, n_tokens // 40)
     n_blocks = max(1, -(-n_tokens // block))
-    i = np.arange(n_blocks)
-    is_val = np.floor((i + 1) * val_fraction) > np.floor(i * val_fraction)
+    n_val = min(n_blocks - 1, max(1, round(val_fraction * n_blocks)))
+    is_val = np.zeros(n_blocks, dtype=bool)
+    is_val[((np.arange(n_val) + 0.5) * n_blocks / max(n_val, 1)).astype(int)] = n_val > 0
     return block, is_val
 
 
@@ -174,6 +176,9 @@ class TokenData:
         return self.val[starts[:, None] + np.arange(seq_len)].astype(np.int64)
 
     def check(self, seq_len: int) -> None:
-        if len(self.val) < seq_len or len(self.train) <= seq_len:
+        if len(self.train) <= seq_len:
             raise DataError("data.seq_len", f"the corpus is too small for seq_len {seq_len}: "
-                                            f"{len(self.train)} train and {len(self.val)} val tokens")
+                                            f"{len(self.train)} train tokens")
+        if len(self.val) < seq_len:
+            raise DataError("data.val_fraction", f"the validation split ({len(self.val)} tokens) is shorter than "
+                                                 f"seq_len {seq_len}: raise data.val_fraction or add data")

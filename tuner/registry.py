@@ -8,12 +8,15 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 
+def did_you_mean(name: str, valid: Iterable[str]) -> str:
+    close = difflib.get_close_matches(name, list(valid), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
 class UnknownNameError(ValueError):
     def __init__(self, kind: str, name: str, valid: Iterable[str]):
         self.kind, self.name, self.valid = kind, name, sorted(valid)
-        close = difflib.get_close_matches(name, self.valid, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        super().__init__(f"unknown {kind} {name!r}{hint}; valid: {', '.join(self.valid)}")
+        super().__init__(f"unknown {kind} {name!r}{did_you_mean(name, self.valid)}; valid: {', '.join(self.valid)}")
 
 
 class Registry:
@@ -25,9 +28,6 @@ class Registry:
 
     def names(self) -> list[str]:
         return list(self._entries)
-
-    def __contains__(self, name: object) -> bool:
-        return name in self._entries
 
     def check(self, name: str) -> None:
         if name not in self._entries:

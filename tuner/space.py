@@ -52,6 +52,28 @@ class Dimension:
             return [int(lo), int(hi)] if self.is_integer else [lo, hi]
         return [lo, hi]
 
+    def values(self, limit: int = 64) -> list[Any] | None:
+        """Every value this dimension can take, if there are at most ``limit`` of them; else None."""
+        if self.is_discrete:
+            return list(self.args)
+        if not self.is_integer:
+            return None
+        lo, hi = self.candidates()
+        step = self.args[2] if len(self.args) == 3 else 1
+        if (hi - lo) // step + 1 > limit:
+            return None
+        if self.kind == "qloguniform":
+            return None  # log-quantized: the extremes bound it well enough
+        return list(range(lo, hi + 1, step))
+
+    def contains(self, value: Any) -> bool:
+        if self.is_discrete:
+            return value in self.args
+        if not _is_num(value) or (self.is_integer and not _is_int(value)):
+            return False
+        lo, hi = self.candidates()
+        return lo <= value <= hi
+
     def to_tune(self, *, grid: bool = False, integer: bool = False) -> Any:
         """The Ray Tune domain. ``grid`` turns discrete dimensions into grid_search; ``integer`` makes
         quantized dimensions produce ints (for integer spec fields)."""
@@ -105,9 +127,13 @@ def parse_dimension(value: Any) -> Dimension:
     if "log" in kind and lo <= 0:
         raise SpaceError(f"{kind} needs lo > 0, got {args!r}")
     if kind == "randint" and not (_is_int(lo) and _is_int(hi)):
-        raise SpaceError(f"randint takes integers [lo, hi) , got {args!r}")
-    if want == 3 and args[2] <= 0:
-        raise SpaceError(f"{kind} needs q > 0, got {args!r}")
+        raise SpaceError(f"randint takes integers [lo, hi), got {args!r}")
+    if want == 3:
+        q = args[2]
+        if q <= 0:
+            raise SpaceError(f"{kind} needs q > 0, got {args!r}")
+        if not all(math.isclose(b / q, round(b / q), rel_tol=0, abs_tol=1e-9) for b in (lo, hi)):
+            raise SpaceError(f"{kind} needs lo and hi to be multiples of q, got {args!r}")
     return Dimension(kind, tuple(args))
 
 
@@ -125,6 +151,15 @@ def parse_space(raw: dict[str, Any]) -> tuple[dict[str, Dimension], list[tuple[s
 
 def grid_size(dims: dict[str, Dimension]) -> int:
     return math.prod(len(d.args) for d in dims.values())
+
+
+def python_value(obj: Any) -> Any:
+    """numpy scalars (as some searchers suggest them) -> Python numbers, recursively."""
+    if isinstance(obj, dict):
+        return {k: python_value(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [python_value(v) for v in obj]
+    return obj.item() if type(obj).__module__ == "numpy" and hasattr(obj, "item") else obj
 
 
 def set_path(tree: dict[str, Any], dotted: str, value: Any) -> None:

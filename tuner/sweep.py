@@ -13,9 +13,10 @@ from typing import Any
 
 from tuner import space as sp
 from tuner.budget import Budget, budget
-from tuner.spec import SECTIONS, Spec, SpecError, is_int_field, load_trainable, upper_bound
+from tuner.checks import load_trainable
+from tuner.space import python_value
+from tuner.spec import Spec, SpecError, TrialSpec, upper_bound
 
-TRIAL_SECTIONS = ("model", "data", "train", "resources")
 # Ray's bookkeeping fields that say nothing about a trial's outcome (the tag repeats the whole config).
 _NOISE = ("config", "experiment_tag", "should_checkpoint", "checkpoint_dir_name")
 
@@ -35,11 +36,20 @@ class SweepResult:
 
 
 def check_destination(spec: Spec, overwrite: bool) -> None:
-    """A sweep never lands on top of another one's results by accident."""
+    """A sweep never lands on top of another one's results by accident, and --overwrite deletes only a sweep."""
     d = spec.sweep_dir
-    if d.exists() and any(d.iterdir()) and not overwrite:
+    if not d.exists() or not any(d.iterdir()):
+        return
+    if not overwrite:
         raise SpecError([("name", f"{d} already holds a sweep; pass --overwrite to replace it, "
                                   f"or --set name=<another>")])
+    if not is_sweep_dir(d):
+        raise SpecError([("name", f"{d} is not empty and holds no tuner sweep; refusing to delete it "
+                                  f"(choose another name or storage)")])
+
+
+def is_sweep_dir(d: Path) -> bool:
+    return (d / "summary.json").is_file() or (d / "tuner.pkl").is_file() or any(d.glob("experiment_state-*.json"))
 
 
 def prepare_data(spec: Spec) -> Path:
@@ -48,7 +58,7 @@ def prepare_data(spec: Spec) -> Path:
     from tuner.model import build_tokenizer
 
     tokenizer = build_tokenizer(spec.model)
-    prepared = prepare(spec.data_paths(), tokenizer, spec.sweep_dir.parent / ".cache" / "data",
+    prepared = prepare(spec.data.source, tokenizer, spec.sweep_dir.parent / ".cache" / "data",
                        val_fraction=spec.data.val_fraction, text_field=spec.data.text_field)
     TokenData(prepared.path).check(int(upper_bound(spec, "data.seq_len")))
     return prepared.path
@@ -57,19 +67,17 @@ def prepare_data(spec: Spec) -> Path:
 def param_space(spec: Spec, b: Budget, data_dir: Path | None) -> dict[str, Any]:
     """The Tune param space. For the LLM trial it is the whole trial spec with domains at the tuned keys, so each
     trial receives its full resolved spec; a custom trainable gets the plain names of ``search.space``."""
-    grid = spec.search.algorithm == "grid"
-    dims = spec.dimensions()
+    domains = spec.tune_domains(grid=spec.search.algorithm == "grid")
     if spec.is_custom:
-        return {k: d.to_tune(grid=grid) for k, d in dims.items()}
-    tree: dict[str, Any] = {sec: getattr(spec, sec).model_dump() for sec in TRIAL_SECTIONS}
-    for key, d in dims.items():
-        sec, _, field = key.partition(".")
-        sp.set_path(tree, key, d.to_tune(grid=grid, integer=is_int_field(SECTIONS[sec], field)))
+        return domains
+    tree: dict[str, Any] = {sec: getattr(spec, sec).model_dump() for sec in TrialSpec.model_fields}
+    for key, domain in domains.items():
+        sp.set_path(tree, key, domain)
     tree["run"] = {"data_dir": str(data_dir), "budget": b.as_dict()}
     return tree
 
 
-def _init_ray(address: str | None, verbose: bool) -> bool:
+def init_ray(address: str | None, verbose: bool) -> bool:
     """Connect to ``address`` (or RAY_ADDRESS), else start an embedded local Ray. True if we started it."""
     import ray
 
@@ -82,57 +90,69 @@ def _init_ray(address: str | None, verbose: bool) -> bool:
     return True
 
 
-def run_sweep(spec: Spec, *, address: str | None = None, overwrite: bool = False, verbose: bool = False,
-              console: Any = None) -> SweepResult:
+def make_trainable(spec: Spec) -> tuple[Any, Path | None]:
+    """The function each trial runs, and (for the LLM trial) the corpus prepared for the whole sweep."""
+    if spec.is_custom:
+        import ray.cloudpickle
+
+        trainable = load_trainable(spec)
+        # Ship the user's module by value: trial workers (local or remote) need not find it on their path.
+        ray.cloudpickle.register_pickle_by_value(__import__(trainable.__module__, fromlist=["_"]))
+        return trainable, None
+    from tuner.trial import train_llm
+
+    return train_llm, prepare_data(spec)
+
+
+def build_tuner(spec: Spec, b: Budget, trainable: Any, data_dir: Path | None, *, callbacks: list[Any],
+                stop: Any = None) -> Any:
+    """The ray.tune.Tuner of a sweep: tuner's searcher and scheduler, checkpoint policy and result loggers."""
     # Checkpointing at every report makes Tune warn about experiment-state snapshots; they are cheap here.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     # Tune's newer console output prints its own banner whatever the verbosity; ours is the progress line.
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     from ray import tune
-    from rich.console import Console
+    from ray.tune.search import Searcher
 
-    from tuner.progress import ProgressLine
+    from tuner.loggers import CsvLogger, JsonLogger
     from tuner.schedulers import make_scheduler
     from tuner.search import make_searcher
 
-    console = console or Console()
+    s, r = spec.search, spec.resources
+    searcher = make_searcher(spec)
+    return tune.Tuner(
+        tune.with_resources(trainable, {"cpu": r.cpus_per_worker, "gpu": r.gpus_per_worker}),
+        param_space=param_space(spec, b, data_dir),
+        tune_config=tune.TuneConfig(
+            metric=s.metric, mode=s.mode, search_alg=searcher, scheduler=make_scheduler(spec, b),
+            num_samples=1 if s.algorithm == "grid" else s.num_trials,
+            # Tune limits only Searchers itself; the grid/random generator takes the limit in its constructor.
+            max_concurrent_trials=s.max_concurrent if isinstance(searcher, Searcher) else None,
+            reuse_actors=True, trial_name_creator=_trial_name, trial_dirname_creator=_trial_name),
+        run_config=tune.RunConfig(
+            name=spec.name, storage_path=str(spec.sweep_dir.parent), stop=stop,
+            checkpoint_config=_checkpoint_config(spec),
+            failure_config=tune.FailureConfig(max_failures=s.max_failures),
+            callbacks=[*callbacks, JsonLogger(), CsvLogger()], verbose=0),
+    )
+
+
+def run_sweep(spec: Spec, *, address: str | None = None, overwrite: bool = False, verbose: bool = False,
+              console: Any = None) -> SweepResult:
+    from rich.console import Console
+
+    from tuner.progress import ProgressLine
+
     check_destination(spec, overwrite)
     b = budget(spec)
-    if spec.is_custom:
-        trainable = load_trainable(spec)
-        import ray.cloudpickle
-
-        # Ship the user's module by value: trial workers (local or remote) need not find it on their path.
-        ray.cloudpickle.register_pickle_by_value(__import__(trainable.__module__, fromlist=["_"]))
-        data_dir = None
-    else:
-        from tuner.trial import train_llm
-
-        trainable = train_llm
-        data_dir = prepare_data(spec)
-
-    if overwrite and spec.sweep_dir.exists():
-        shutil.rmtree(spec.sweep_dir)
-    started = _init_ray(address, verbose)
-    s, r = spec.search, spec.resources
-    progress = ProgressLine(s.metric, s.mode, _num_trials(spec), console=Console(stderr=True))
+    trainable, data_dir = make_trainable(spec)
+    started = init_ray(address, verbose)
+    progress = ProgressLine(spec.search.metric, spec.search.mode, num_trials(spec),
+                            console=console or Console(stderr=True))
     try:
-        tuner = tune.Tuner(
-            tune.with_resources(trainable, {"cpu": r.cpus_per_worker, "gpu": r.gpus_per_worker}),
-            param_space=param_space(spec, b, data_dir),
-            tune_config=tune.TuneConfig(
-                metric=s.metric, mode=s.mode, search_alg=make_searcher(spec), scheduler=make_scheduler(spec, b),
-                num_samples=1 if s.algorithm == "grid" else s.num_trials,
-                max_concurrent_trials=s.max_concurrent, reuse_actors=True,
-                trial_name_creator=_trial_name, trial_dirname_creator=_trial_name),
-            run_config=tune.RunConfig(
-                name=spec.name, storage_path=str(spec.sweep_dir.parent),
-                checkpoint_config=tune.CheckpointConfig(num_to_keep=1, checkpoint_score_attribute=s.metric,
-                                                        checkpoint_score_order=s.mode),
-                failure_config=tune.FailureConfig(max_failures=s.max_failures),
-                callbacks=[progress], verbose=0),
-        )
-        grid = tuner.fit()
+        if overwrite and spec.sweep_dir.exists():
+            shutil.rmtree(spec.sweep_dir)  # checked by check_destination: an earlier sweep of this name
+        grid = build_tuner(spec, b, trainable, data_dir, callbacks=[progress]).fit()
     finally:
         progress.close()
         if started:
@@ -140,6 +160,8 @@ def run_sweep(spec: Spec, *, address: str | None = None, overwrite: bool = False
 
             ray.shutdown()
     summary = summarize(spec, grid, b)
+    # Tune traps Ctrl+C and returns from fit(): say so rather than pass a half-run sweep off as finished.
+    summary["interrupted"] = progress.done < num_trials(spec)
     if not spec.is_custom and summary["best"] and summary["best"].get("checkpoint"):
         from tuner.trial import export_model
 
@@ -148,11 +170,23 @@ def run_sweep(spec: Spec, *, address: str | None = None, overwrite: bool = False
     return SweepResult(spec.sweep_dir, summary)
 
 
+def _checkpoint_config(spec: Spec) -> Any:
+    """Each trial keeps its best checkpoint and its latest; population schedulers keep all of them, since an
+    exploiting trial restores from a donor's checkpoint that may no longer be the donor's best or latest."""
+    from ray import tune
+
+    from tuner.spec import POPULATION_SCHEDULERS
+
+    s = spec.search
+    keep = None if s.scheduler in POPULATION_SCHEDULERS else 1
+    return tune.CheckpointConfig(num_to_keep=keep, checkpoint_score_attribute=s.metric, checkpoint_score_order=s.mode)
+
+
 def _trial_name(trial: Any) -> str:
     return f"trial_{trial.trial_id}"
 
 
-def _num_trials(spec: Spec) -> int:
+def num_trials(spec: Spec) -> int:
     return sp.grid_size(spec.dimensions()) if spec.search.algorithm == "grid" else spec.search.num_trials
 
 
@@ -174,7 +208,8 @@ def summarize(spec: Spec, grid: Any, b: Budget) -> dict[str, Any]:
         # Ray marks every ended trial done; "completed" means it used its whole budget (or nothing stops early).
         finished = s.scheduler == "fifo" or (last.get(b.time_attr) or 0) >= b.max_t
         trials.append({
-            "trial_id": last.get("trial_id") or Path(result.path).name.removeprefix("trial_"),
+            # The trial directory names the trial; after a PBT exploit, last metrics may be the donor's copy.
+            "trial_id": Path(result.path).name.removeprefix("trial_"),
             "status": "ERROR" if result.error else "TERMINATED",
             "state": "error" if result.error else ("completed" if finished else "stopped"),
             "config": tuned,
@@ -220,13 +255,7 @@ def _error_line(error: Exception) -> str:
 
 
 def _jsonable(obj: Any) -> Any:
-    return json.loads(json.dumps(obj, default=_default))
-
-
-def _default(o: Any) -> Any:
-    if hasattr(o, "item"):
-        return o.item()
-    return str(o)
+    return json.loads(json.dumps(python_value(obj), default=str))
 
 
 def write_results(sweep_dir: Path, summary: dict[str, Any]) -> None:
@@ -234,7 +263,7 @@ def write_results(sweep_dir: Path, summary: dict[str, Any]) -> None:
 
     sweep_dir.mkdir(parents=True, exist_ok=True)
     tmp = sweep_dir / "summary.json.tmp"
-    tmp.write_text(json.dumps(summary, indent=1, default=_default))
+    tmp.write_text(json.dumps(python_value(summary), indent=1, default=str))
     tmp.replace(sweep_dir / "summary.json")
     write_leaderboard_csv(summary, sweep_dir / "leaderboard.csv")
 

@@ -22,12 +22,12 @@ from typing import Any
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict
 
 from tuner.budget import Budget
 from tuner.data import TokenData
 from tuner.model import build_model, build_tokenizer
-from tuner.spec import DataSpec, ModelSpec, ResourcesSpec, TrainSpec
+from tuner.space import python_value
+from tuner.spec import TrainSpec, TrialSpec
 
 CHECKPOINT_FORMAT = 1
 EVAL_BATCH = 16
@@ -36,16 +36,6 @@ Report = Callable[[dict[str, Any], Path], None]
 
 class NonFiniteLossError(RuntimeError):
     """The loss became NaN or infinite; the trial ends with this error and the sweep goes on."""
-
-
-class TrialSpec(BaseModel):
-    """What a trial trains with: the sweep spec's sections, with this trial's hyperparameters applied."""
-
-    model_config = ConfigDict(extra="forbid")
-    model: ModelSpec
-    data: DataSpec
-    train: TrainSpec
-    resources: ResourcesSpec
 
 
 @dataclass
@@ -69,7 +59,10 @@ def lr_at(t: TrainSpec, position: float, step_size: float, max_t: float) -> floa
 
 
 def fit(spec: TrialSpec, budget: Budget, data_dir: str | Path, report: Report,
-        restore: dict[str, Any] | None = None) -> None:
+        restore: dict[str, Any] | None = None, trial_id: str = "") -> None:
+    """Train until the budget is spent, calling ``report`` at every evaluation. ``restore`` is a checkpoint's state
+    (``load_checkpoint``); ``trial_id`` labels the checkpoints this run writes, so that a trial restored from another
+    one's checkpoint (a PBT exploit) reports where it came from."""
     t, seq_len = spec.train, spec.data.seq_len
     torch.set_num_threads(max(1, int(spec.resources.cpus_per_worker)))
     accelerator = _accelerator(t.mixed_precision)
@@ -83,6 +76,8 @@ def fit(spec: TrialSpec, budget: Budget, data_dir: str | Path, report: Report,
     progress = Progress(next_eval=budget.eval_interval)
     if restore is not None:
         progress = _load_state(model, optimizer, restore, t)
+    # Lineage: which trial's checkpoint this run continues, at which step ("" and 0 for a fresh start).
+    resumed_from, resumed_at = (restore or {}).get("origin", ""), progress.step
     model, optimizer = accelerator.prepare(model, optimizer)
     if restore is not None:
         if accelerator.scaler is not None and restore.get("scaler"):
@@ -90,7 +85,8 @@ def fit(spec: TrialSpec, budget: Budget, data_dir: str | Path, report: Report,
         _set_rng(restore["rng"])
 
     device = accelerator.device
-    val = torch.from_numpy(data.val_windows(t.eval_tokens, seq_len))
+    val = torch.from_numpy(data.val_windows(t.eval_tokens, seq_len)).to(device)
+    cuda = device.type == "cuda"
     tokens_per_step = t.batch_size * t.grad_accum_steps * seq_len
     by_tokens = budget.time_attr == "tokens"
     step_size = tokens_per_step if by_tokens else 1
@@ -106,10 +102,14 @@ def fit(spec: TrialSpec, budget: Budget, data_dir: str | Path, report: Report,
         for group in optimizer.param_groups:
             group["lr"] = lr
         for micro in range(t.grad_accum_steps):
-            x = torch.from_numpy(data.batch(t.seed, progress.step, micro, t.batch_size, seq_len)).to(device)
+            x = torch.from_numpy(data.batch(t.seed, progress.step, micro, t.batch_size, seq_len))
+            # Pinned + non-blocking: the host samples the next batch while the GPU still runs this step.
+            x = x.pin_memory().to(device, non_blocking=True) if cuda else x
             sync = micro == t.grad_accum_steps - 1
             with contextlib.nullcontext() if sync else accelerator.no_sync(model):
-                loss = model(input_ids=x, labels=x).loss / t.grad_accum_steps
+                loss = model(input_ids=x, labels=x).loss
+                if t.grad_accum_steps > 1:
+                    loss = loss / t.grad_accum_steps
                 accelerator.backward(loss)
             loss_sum += loss.detach()
         if t.grad_clip > 0:
@@ -131,9 +131,10 @@ def fit(spec: TrialSpec, budget: Budget, data_dir: str | Path, report: Report,
                 progress.next_eval += budget.eval_interval
             metrics = {"step": progress.step, "tokens": progress.tokens, "train_loss": train_loss,
                        "val_loss": val_loss, "val_ppl": math.exp(min(val_loss, 50.0)), "lr": lr,
-                       "tokens_per_s": steps * tokens_per_step / max(elapsed, 1e-9)}
+                       "tokens_per_s": steps * tokens_per_step / max(elapsed, 1e-9), "resumed_at_step": resumed_at,
+                       "resumed_from": resumed_from}
             with tempfile.TemporaryDirectory(prefix="tuner-ckpt-") as d:
-                save_checkpoint(Path(d), accelerator, model, optimizer, spec, budget, progress, metrics)
+                save_checkpoint(Path(d), accelerator, model, optimizer, spec, budget, progress, metrics, trial_id)
                 report(metrics, Path(d))
             loss_sum.zero_()
             steps, started = 0, time.perf_counter()
@@ -144,7 +145,7 @@ def evaluate(model: Any, windows: torch.Tensor, device: torch.device) -> float:
     model.eval()
     total = torch.zeros((), device=device)
     for i in range(0, len(windows), EVAL_BATCH):
-        x = windows[i:i + EVAL_BATCH].to(device)
+        x = windows[i:i + EVAL_BATCH]
         total += model(input_ids=x, labels=x).loss.float() * len(x)
     model.train()
     return (total / len(windows)).item()
@@ -153,7 +154,7 @@ def evaluate(model: Any, windows: torch.Tensor, device: torch.device) -> float:
 # --- checkpoints ------------------------------------------------------------------------------------------------
 
 def save_checkpoint(path: Path, accelerator: Any, model: Any, optimizer: Any, spec: TrialSpec, budget: Budget,
-                    progress: Progress, metrics: dict[str, Any]) -> None:
+                    progress: Progress, metrics: dict[str, Any], trial_id: str = "") -> None:
     state = {
         "format": CHECKPOINT_FORMAT,
         "model": accelerator.unwrap_model(model).state_dict(),
@@ -161,6 +162,7 @@ def save_checkpoint(path: Path, accelerator: Any, model: Any, optimizer: Any, sp
         "scaler": accelerator.scaler.state_dict() if accelerator.scaler is not None else None,
         "rng": _get_rng(),
         "progress": asdict(progress),
+        "origin": trial_id,
         "spec": spec.model_dump(),
         "budget": budget.as_dict(),
     }
@@ -258,8 +260,8 @@ def train_llm(config: dict[str, Any]) -> None:
     ``run`` (the prepared data and the budget), as the sweep builds it."""
     from ray import tune
 
-    config = _plain(config)
-    spec = TrialSpec.model_validate({k: config[k] for k in ("model", "data", "train", "resources")})
+    config = python_value(config)
+    spec = TrialSpec.model_validate({k: config[k] for k in TrialSpec.model_fields})
     budget = Budget(**config["run"]["budget"])
 
     def report(metrics: dict[str, Any], checkpoint_dir: Path) -> None:
@@ -270,13 +272,4 @@ def train_llm(config: dict[str, Any]) -> None:
     if checkpoint is not None:
         with checkpoint.as_directory() as d:
             restore = load_checkpoint(d)
-    fit(spec, budget, config["run"]["data_dir"], report, restore=restore)
-
-
-def _plain(obj: Any) -> Any:
-    """numpy scalars (as some searchers suggest them) -> Python numbers, recursively."""
-    if isinstance(obj, dict):
-        return {k: _plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_plain(v) for v in obj]
-    return obj.item() if isinstance(obj, np.generic) else obj
+    fit(spec, budget, config["run"]["data_dir"], report, restore=restore, trial_id=tune.get_context().get_trial_id())

@@ -18,8 +18,10 @@ def test_step_budget_and_explicit_knobs(tiny_raw):
     spec = validate(tiny_raw(search={"time_attr": "step", "grace_period": 10}))
     b = budget(spec)
     assert (b.time_attr, b.max_t, b.eval_interval, b.grace_period) == ("step", 20, 5, 10)
-    spec = validate(tiny_raw(train={"max_tokens": 6400}))
-    assert budget(spec).max_t == 6400 and budget(spec).eval_interval == 1600
+    raw = tiny_raw(train={"max_tokens": 6400})
+    del raw["train"]["max_steps"]
+    spec = validate(raw)
+    assert budget(spec).max_t == 6400 and budget(spec).eval_interval == 5 * 4 * 32  # eval_every at the batch
 
 
 def test_custom_trainable_defaults(tmp_path):

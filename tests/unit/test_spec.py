@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tuner.spec import SpecError, apply_overrides, load, resolve, validate
+from tuner.spec import SpecError, apply_overrides, load, validate
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -50,6 +50,39 @@ MALFORMED = [
      "search.points_to_evaluate.0.train.wd"),
     ("sharded trials not yet", {"resources": {"workers_per_trial": 2}}, "resources.workers_per_trial"),
     ("negative cpus", {"resources": {"cpus_per_worker": -1}}, "resources.cpus_per_worker"),
+    ("infinite learning rate", {"train": {"lr": float("inf")}}, "train.lr"),
+    ("infinite budget", {"search": {"max_t": float("inf")}}, "search.max_t"),
+    ("a boolean for an integer", {"train": {"seed": True}}, "train.seed"),
+    ("a string for an integer", {"train": {"batch_size": "16"}}, "train.batch_size"),
+    ("remote storage", {"storage": "s3://bucket/sweeps"}, "storage"),
+    ("the budget is fixed per sweep", {"search": {"space": {"train.max_steps": {"choice": [10, 20]}}}},
+     "search.space.train.max_steps"),
+    ("quantized bounds off the grid", {"search": {"space": {"model.dropout": {"quniform": [0.05, 0.2, 0.1]}}}},
+     "search.space.model.dropout"),
+    ("grace period beyond the budget", {"search": {"scheduler": "asha", "grace_period": 10**9}},
+     "search.grace_period"),
+    ("partial point", {"search": {"space": {"train.lr": {"uniform": [0.001, 0.01]},
+                                            "model.dropout": {"uniform": [0.0, 0.1]}},
+                                  "points_to_evaluate": [{"train.lr": 0.005}]}}, "search.points_to_evaluate.0"),
+    ("point outside its range", {"search": {"points_to_evaluate": [{"train.lr": 0.5}]}},
+     "search.points_to_evaluate.0.train.lr"),
+    ("points under grid", {"search": {"algorithm": "grid", "space": {"train.batch_size": {"grid": [2, 4]}},
+                                      "points_to_evaluate": [{"train.batch_size": 2}]}}, "search.points_to_evaluate"),
+    ("token budget with step fidelity", {"train": {"max_tokens": 4096}, "search": {"time_attr": "step"}},
+     "train.max_tokens"),
+    ("both budgets", {"train": {"max_tokens": 4096, "max_steps": 20}}, "train.max_tokens"),
+    ("sampler without optuna", {"search": {"sampler": "gp"}}, "search.sampler"),
+    ("acquisition without bayesopt", {"search": {"acquisition": "ei"}}, "search.acquisition"),
+    ("pbt knob without pbt", {"search": {"perturbation_interval": 100}}, "search.perturbation_interval"),
+    ("pbt cannot change the architecture", {"search": {"scheduler": "pbt", "algorithm": "random",
+                                                       "space": {"model.num_layers": {"choice": [1, 2]}}}},
+     "search.space.model.num_layers"),
+    ("pb2 needs ranges", {"search": {"scheduler": "pb2", "algorithm": "random",
+                                     "space": {"train.batch_size": {"choice": [2, 4]}}}},
+     "search.space.train.batch_size"),
+    ("unknown preset", {"search": {"preset": "bohb"}}, "search.preset"),
+    ("preset contradicted", {"search": {"preset": "pbt", "algorithm": "tpe"}}, "search.algorithm"),
+    ("empty data path", {"data": {"source": ""}}, "data.source"),
 ]
 
 
@@ -118,21 +151,96 @@ def test_yaml_exponent_floats_are_numbers(tmp_path, tiny_raw):
     assert load(path).train.lr == pytest.approx(3e-3)
 
 
-def test_resolve_applies_tuned_values(tiny_raw):
-    spec = validate(tiny_raw())
-    r = resolve(spec, {"train.lr": 0.05, "model.num_layers": 3})
-    assert r.train.lr == 0.05 and r.model.num_layers == 3 and spec.train.lr == 3e-3
-
-
 def test_custom_trainable_spec(tmp_path):
     (tmp_path / "obj.py").write_text("def train(config):\n    pass\n")
     spec = validate({"name": "c", "trainable": "obj:train",
                      "search": {"metric": "loss", "space": {"x": {"uniform": [0, 1]}}}}, spec_dir=tmp_path)
+    assert spec.spec_dir == str(tmp_path.resolve())
     assert spec.is_custom and spec.time_attr == "training_iteration"
     with pytest.raises(SpecError) as e:
         validate({"name": "c", "trainable": "obj:nope", "model": {"hidden_size": 8},
                   "search": {"space": {"x": {"uniform": [0, 1]}}}}, spec_dir=tmp_path)
     assert {k for k, _ in e.value.problems} == {"trainable", "model", "search.metric"}
+
+
+def test_one_fixed_mistake_is_reported_once(tiny_raw):
+    raw = tiny_raw(train={"eval_every": 500}, search={"space": {"train.lr": {"uniform": [0.001, 0.01]},
+                                                                "train.batch_size": {"choice": [2, 4]}}})
+    with pytest.raises(SpecError) as e:
+        validate(raw)
+    assert [k for k, _ in e.value.problems] == ["train.eval_every"]
+
+
+def test_a_bad_trainable_keeps_custom_mode(tmp_path):
+    with pytest.raises(SpecError) as e:
+        validate({"name": "c", "trainable": "not a function", "search": {"metric": "loss",
+                                                                       "space": {"x": {"uniform": [0, 1]}}}},
+                 spec_dir=tmp_path)
+    assert [k for k, _ in e.value.problems] == ["trainable"]
+
+
+def test_combinations_of_model_ranges_are_checked(tiny_raw):
+    space = {"model.hidden_size": {"quniform": [24, 96, 12]}, "model.num_heads": {"choice": [4, 8]}}
+    with pytest.raises(SpecError) as e:
+        validate(tiny_raw(search={"space": space}))
+    assert [k for k, _ in e.value.problems] == ["search.space"]
+    assert "gives an invalid spec: model.num_heads" in e.value.problems[0][1]
+
+
+def test_token_budget_is_checked_in_steps_at_the_largest_batch(tiny_raw):
+    raw = tiny_raw(train={"max_tokens": 512, "warmup_steps": 4, "eval_every": 5},
+                   search={"space": {"train.batch_size": {"choice": [2, 4]}}})
+    del raw["train"]["max_steps"]
+    with pytest.raises(SpecError) as e:
+        validate(raw)  # 512 tokens at 4 x 32 per step: 4 steps
+    assert [k for k, _ in e.value.problems] == ["train.eval_every", "train.warmup_steps"]
+
+
+def test_paths_are_relative_to_the_spec(tmp_path, corpus):
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "c.txt").write_text(corpus.read_text())
+    spec_file = tmp_path / "s.yaml"
+    spec_file.write_text(yaml.safe_dump({"name": "p", "data": {"source": "data/c.txt"},
+                                         "search": {"space": {"train.lr": {"uniform": [0.001, 0.01]}}}}))
+    spec = load(spec_file)
+    assert spec.data.source == [str(tmp_path / "data" / "c.txt")]
+
+
+def test_pretrained_directory_needs_a_tokenizer_and_enough_positions(tmp_path, tiny_raw):
+    (tmp_path / "lm").mkdir()
+    (tmp_path / "lm" / "config.json").write_text('{"model_type": "gpt2", "n_positions": 16}')
+    raw = tiny_raw(model={"pretrained": str(tmp_path / "lm")})
+    del raw["model"]["family"], raw["model"]["hidden_size"], raw["model"]["num_layers"], raw["model"]["num_heads"]
+    with pytest.raises(SpecError) as e:
+        validate(raw)
+    keys = [k for k, _ in e.value.problems]
+    assert keys == ["model.pretrained", "data.seq_len"]
+
+
+def test_duplicate_yaml_keys_and_directories_are_errors(tmp_path):
+    path = tmp_path / "dup.yaml"
+    path.write_text("name: a\ntrain:\n  lr: 0.1\n  lr: 0.2\n")
+    with pytest.raises(SpecError, match="duplicate key 'lr'"):
+        load(path)
+    with pytest.raises(SpecError, match="is a directory"):
+        load(tmp_path)
+
+
+def test_presets_compose_a_searcher_and_a_scheduler(tiny_raw):
+    def pair(**search):
+        raw = tiny_raw()
+        del raw["search"]["algorithm"], raw["search"]["scheduler"]
+        raw["search"].update(search)
+        s = validate(raw).search
+        return s.algorithm, s.scheduler
+
+    assert pair() == ("tpe", "asha")
+    assert pair(preset="hyperband-tpe") == ("tpe", "hyperband")
+    assert pair(preset="pbt") == ("random", "pbt")
+    assert pair(preset="random") == ("random", "fifo")
+    assert pair(scheduler="pb2") == ("random", "pb2")
+    assert pair(algorithm="grid", space={"train.batch_size": {"choice": [2, 4]}}) == ("grid", "fifo")
+    assert pair(preset="pbt", scheduler="pbt") == ("random", "pbt")
 
 
 def test_every_shipped_job_validates():

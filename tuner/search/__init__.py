@@ -7,9 +7,11 @@ from typing import Any
 from tuner.registry import Registry
 
 SEARCHERS = Registry("search algorithm", {
-    "grid": "tuner.search._basic:grid",
-    "random": "tuner.search._basic:random",
+    "grid": "tuner.search._basic:variants",
+    "random": "tuner.search._basic:variants",
     "tpe": "tuner.search._hyperopt:tpe",
+    "bayesopt": "tuner.search._bayesopt:bayesopt",
+    "optuna": "tuner.search._optuna:optuna",
 })
 
 
@@ -19,14 +21,4 @@ def make_searcher(spec: Any) -> Any:
 
 def initial_points(spec: Any) -> list[dict[str, Any]]:
     """``search.points_to_evaluate`` shaped like the param space (nested for the LLM trial's dotted keys)."""
-    from tuner.space import set_path
-
-    if spec.is_custom:
-        return [dict(p) for p in spec.search.points_to_evaluate]
-    out = []
-    for point in spec.search.points_to_evaluate:
-        nested: dict[str, Any] = {}
-        for key, value in point.items():
-            set_path(nested, key, value)
-        out.append(nested)
-    return out
+    return [spec.nest(point) for point in spec.search.points_to_evaluate]

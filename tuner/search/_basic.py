@@ -1,4 +1,5 @@
-"""grid and random: Ray Tune's BasicVariantGenerator, seeded."""
+"""grid and random: Ray Tune's BasicVariantGenerator, seeded. Grid dimensions are tune.grid_search in the param
+space, so one generator serves both."""
 
 from __future__ import annotations
 
@@ -9,10 +10,8 @@ from ray.tune.search import BasicVariantGenerator
 from tuner.search import initial_points
 
 
-def grid(spec: Any) -> BasicVariantGenerator:
-    return BasicVariantGenerator(random_state=spec.search.seed, max_concurrent=spec.search.max_concurrent or 0)
-
-
-def random(spec: Any) -> BasicVariantGenerator:
+def variants(spec: Any) -> BasicVariantGenerator:
+    # Tune applies max_concurrent_trials only to Searchers (through a ConcurrencyLimiter); this generator is no
+    # Searcher, so it takes the limit itself.
     return BasicVariantGenerator(points_to_evaluate=initial_points(spec) or None, random_state=spec.search.seed,
                                  max_concurrent=spec.search.max_concurrent or 0)

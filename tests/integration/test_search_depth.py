@@ -1,0 +1,129 @@
+"""Every searcher and every scheduler runs a real sweep; PBT and PB2 exploit on the real LLM trial."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from tuner.spec import validate
+from tuner.sweep import run_sweep
+
+pytestmark = pytest.mark.integration
+
+OBJECTIVE = '''
+import json
+import os
+import tempfile
+
+from ray import tune
+
+
+def train(config):
+    """A multi-fidelity quadratic that checkpoints every iteration (so schedulers may pause, resume, exploit)."""
+    start = 0
+    checkpoint = tune.get_checkpoint()
+    if checkpoint:
+        with checkpoint.as_directory() as d:
+            with open(os.path.join(d, "state.json")) as f:
+                start = json.load(f)["i"]
+    for i in range(start + 1, 13):
+        loss = (config["x"] - 0.3) ** 2 + (config.get("n", 3) - 3) ** 2 / 10 + 1.0 / i
+        with tempfile.TemporaryDirectory() as d:
+            with open(os.path.join(d, "state.json"), "w") as f:
+                json.dump({"i": i}, f)
+            tune.report({"loss": loss, "i": i}, checkpoint=tune.Checkpoint.from_directory(d))
+'''
+
+
+def custom_sweep(tmp_path, storage, name: str, **search) -> dict:
+    (tmp_path / "objective.py").write_text(OBJECTIVE)
+    space = search.pop("space", {"x": {"uniform": [0.0, 1.0]}, "n": {"randint": [1, 6]}})
+    spec = validate({"name": name, "storage": str(storage), "trainable": "objective:train",
+                     "search": {"metric": "loss", "mode": "min", "max_t": 12, "max_concurrent": 2, "seed": 1,
+                                "space": space, **search}}, spec_dir=tmp_path)
+    return run_sweep(spec).summary
+
+
+SEARCHERS = [("grid", {}), ("random", {}), ("tpe", {}), ("bayesopt", {"acquisition": "ei"}),
+             ("optuna", {"sampler": "tpe"}), ("optuna", {"sampler": "gp"}), ("optuna", {"sampler": "cmaes"})]
+
+
+@pytest.mark.parametrize(("algorithm", "options"), SEARCHERS, ids=[f"{a}-{o}" for a, o in SEARCHERS])
+def test_every_searcher_runs_a_real_sweep(ray_local, tmp_path, storage, algorithm, options):
+    space = {"x": {"choice": [0.1, 0.3, 0.9]}, "n": {"grid": [2, 3]}} if algorithm == "grid" else None
+    summary = custom_sweep(tmp_path, storage, f"searcher-{algorithm}-{'-'.join(options.values())}",
+                           algorithm=algorithm, scheduler="fifo", num_trials=5, **options,
+                           **({"space": space} if space else {}))
+    trials = summary["trials"]
+    assert len(trials) == (6 if algorithm == "grid" else 5)
+    assert all(t["state"] == "completed" and t["iterations"] == 12 for t in trials)
+    for t in trials:
+        x, n = t["config"]["x"], t["config"]["n"]
+        assert 0.0 <= x <= 1.0 and isinstance(n, int) and 1 <= n <= 5
+        assert t["value"] == pytest.approx((x - 0.3) ** 2 + (n - 3) ** 2 / 10 + 1 / 12)
+
+
+@pytest.mark.parametrize("scheduler", ["fifo", "asha", "hyperband", "median", "pbt", "pb2"])
+def test_every_scheduler_runs_a_real_sweep(ray_local, tmp_path, storage, scheduler):
+    extra = {"perturbation_interval": 3} if scheduler in ("pbt", "pb2") else {}
+    space = {"x": {"uniform": [0.0, 1.0]}} if scheduler == "pb2" else None
+    summary = custom_sweep(tmp_path, storage, f"scheduler-{scheduler}", algorithm="random", scheduler=scheduler,
+                           num_trials=8, grace_period=1, **extra, **({"space": space} if space else {}))
+    trials = summary["trials"]
+    assert len(trials) == 8 and all(t["status"] == "TERMINATED" for t in trials)
+    iterations = [t["iterations"] for t in trials]
+    if scheduler in ("asha", "hyperband", "median"):
+        assert min(iterations) < 12 <= max(iterations), iterations  # stopped some early, ran the best through
+        assert summary["compute"]["iterations"] < 8 * 12
+    else:
+        assert all(i == 12 for i in iterations)
+    if scheduler in ("pbt", "pb2"):
+        exploits = (storage / f"scheduler-{scheduler}" / "pbt_global.txt").read_text().splitlines()
+        assert exploits, "no exploit happened"
+
+
+def llm_population_sweep(tiny_raw, scheduler: str) -> tuple[dict, list[list]]:
+    raw = tiny_raw(train={"max_steps": 40, "eval_every": 5, "warmup_steps": 0, "min_lr_ratio": 1.0},
+                   search={"scheduler": scheduler, "algorithm": "random", "num_trials": 4, "max_concurrent": 4,
+                           "space": {"train.lr": {"loguniform": [1.0e-4, 3.0e-2]},
+                                     "train.weight_decay": {"uniform": [0.0, 0.2]}}},
+                   resources={"cpus_per_worker": 0.5})
+    spec = validate(raw)
+    result = run_sweep(spec)
+    exploits = [json.loads(line) for line in (result.path / "pbt_global.txt").read_text().splitlines()]
+    return result.summary, exploits
+
+
+def rows_of(summary: dict, index: int) -> list[dict]:
+    trial = next(t for t in summary["trials"] if t["trial_id"].endswith(f"_{index:05d}"))
+    with open(f"{trial['path']}/result.json") as f:
+        return [json.loads(line) for line in f]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("scheduler", ["pbt", "pb2"])
+def test_population_training_exploits_on_the_llm_trial(ray_local, tiny_raw, scheduler):
+    summary, exploits = llm_population_sweep(tiny_raw, scheduler)
+    assert exploits, "no exploit happened"
+    steps_per_report = 5
+    for target_tag, donor_tag, _target_iter, donor_iter, _old, new_config in exploits:
+        rows = rows_of(summary, int(target_tag.split("_")[0]))
+        donor = int(donor_tag.split("_")[0])
+        donor_rows = rows_of(summary, donor)
+        new_lr = new_config["train"]["lr"]
+        from_donor = f"_{donor:05d}"
+        after = [r for r in rows if r["config"]["train"]["lr"] == new_lr and r["resumed_from"].endswith(from_donor)]
+        assert after, f"the exploiting trial never trained from the donor's checkpoint with its new lr {new_lr}"
+        first = after[0]
+        # It resumed from a checkpoint the donor wrote (at the donor's last perturbation, at or before the exploit),
+        # and trained on from that step.
+        assert first["resumed_at_step"] in {r["step"] for r in donor_rows}
+        assert 0 < first["resumed_at_step"] <= donor_iter * steps_per_report
+        assert first["step"] == first["resumed_at_step"] + steps_per_report
+        # Its optimizer ran at the new config's lr (constant schedule here: warmup 0, min_lr_ratio 1).
+        assert math.isclose(first["lr"], new_lr, rel_tol=1e-12)
+    # Every trial reported every eval point of its own history, none lost when it restarted.
+    for t in summary["trials"]:
+        assert t["iterations"] == 8

@@ -1,0 +1,25 @@
+"""optuna: Optuna's samplers through Ray Tune's OptunaSearch (TPE by default; gp, cmaes and random on request)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tuner.search import initial_points
+
+
+def optuna(spec: Any) -> Any:
+    try:
+        import optuna as ot
+        from ray.tune.search.optuna import OptunaSearch
+    except ImportError as e:  # pragma: no cover - optuna is a core dependency
+        raise ImportError("algorithm optuna needs optuna: pip install optuna cmaes") from e
+    s = spec.search
+    seed = s.seed
+    startup = min(10, max(2, s.num_trials // 3))
+    samplers = {
+        "tpe": lambda: ot.samplers.TPESampler(seed=seed, n_startup_trials=startup),
+        "gp": lambda: ot.samplers.GPSampler(seed=seed, n_startup_trials=startup),
+        "cmaes": lambda: ot.samplers.CmaEsSampler(seed=seed, n_startup_trials=startup),
+        "random": lambda: ot.samplers.RandomSampler(seed=seed),
+    }
+    return OptunaSearch(sampler=samplers[s.sampler or "tpe"](), points_to_evaluate=initial_points(spec) or None)
