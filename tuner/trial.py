@@ -121,8 +121,8 @@ def fit(spec: TrialSpec, budget: Budget, data_dir: str | Path, report: Report,
         steps += 1
 
         if position() >= progress.next_eval or position() >= budget.max_t:
+            train_loss = (loss_sum / steps).item()  # the one host sync per report: time after it
             elapsed = time.perf_counter() - started
-            train_loss = (loss_sum / steps).item()
             val_loss = evaluate(model, val, device)
             if not (math.isfinite(train_loss) and math.isfinite(val_loss)):
                 raise NonFiniteLossError(f"loss is not finite at step {progress.step} (train_loss {train_loss}, "
