@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib
 import itertools
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -307,6 +308,12 @@ def _check_population_space(spec: Spec, dims: dict[str, sp.Dimension]) -> list[P
     return out
 
 
+def hyperband_bracket_size(max_t: float, eta: float) -> int:
+    """Trials in HyperBand's largest bracket, as Ray's HyperBandScheduler sizes it."""
+    s_max_1 = int(round(math.log(max_t) / math.log(eta))) + 1 if max_t > 1 else 1
+    return math.ceil(eta ** (s_max_1 - 1))
+
+
 def _check_budget(spec: Spec) -> list[Problem]:
     """The fidelity knobs against the trial budget they divide."""
     from tuner.budget import budget, tokens_per_step
@@ -318,6 +325,16 @@ def _check_budget(spec: Spec) -> list[Problem]:
     b = budget(spec)
     if s.grace_period is not None and s.grace_period > b.max_t:
         out.append(("search.grace_period", f"{s.grace_period:g} is beyond a full trial ({b.max_t:g} {b.time_attr})"))
+    if s.scheduler == "hyperband" and s.max_concurrent is not None:
+        from tuner.schedulers import hyperband_max_t
+
+        n0 = hyperband_bracket_size(hyperband_max_t(spec, b), s.reduction_factor)
+        if s.max_concurrent < n0:
+            out.append(("search.max_concurrent", f"hyperband pauses trials at each rung and paused trials count "
+                                                 f"against max_concurrent: its first bracket needs {n0} trials, so "
+                                                 f"{s.max_concurrent} never fills it (nothing is ever stopped). Drop "
+                                                 f"max_concurrent (the resources limit what runs at once) or make it "
+                                                 f">= {n0}"))
     if s.perturbation_interval is not None and s.perturbation_interval >= b.max_t:
         out.append(("search.perturbation_interval", f"{s.perturbation_interval:g} leaves no perturbation inside a "
                                                     f"full trial ({b.max_t:g} {b.time_attr})"))

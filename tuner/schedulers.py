@@ -44,11 +44,13 @@ def hyperband(spec: Any, budget: Budget) -> Any:
     in units HyperBand can bracket."""
     from ray.tune.schedulers import HyperBandScheduler
 
-    time_attr, max_t = budget.time_attr, budget.max_t
-    if not spec.is_custom:
-        time_attr, max_t = "training_iteration", max(1, round(budget.max_t / budget.eval_interval))
-    return HyperBandScheduler(time_attr=time_attr, max_t=max_t,  # type: ignore[arg-type]
+    time_attr = budget.time_attr if spec.is_custom else "training_iteration"
+    return HyperBandScheduler(time_attr=time_attr, max_t=hyperband_max_t(spec, budget),  # type: ignore[arg-type]
                               reduction_factor=spec.search.reduction_factor)
+
+
+def hyperband_max_t(spec: Any, budget: Budget) -> float:
+    return budget.max_t if spec.is_custom else max(1, round(budget.max_t / budget.eval_interval))
 
 
 def median(spec: Any, budget: Budget) -> Any:

@@ -40,9 +40,10 @@ def train(config):
 def custom_sweep(tmp_path, storage, name: str, **search) -> dict:
     (tmp_path / "objective.py").write_text(OBJECTIVE)
     space = search.pop("space", {"x": {"uniform": [0.0, 1.0]}, "n": {"randint": [1, 6]}})
-    spec = validate({"name": name, "storage": str(storage), "trainable": "objective:train",
-                     "search": {"metric": "loss", "mode": "min", "max_t": 12, "max_concurrent": 2, "seed": 1,
-                                "space": space, **search}}, spec_dir=tmp_path)
+    search = {"metric": "loss", "mode": "min", "max_t": 12, "max_concurrent": 2, "seed": 1, "space": space, **search}
+    search = {k: v for k, v in search.items() if v is not None}
+    spec = validate({"name": name, "storage": str(storage), "trainable": "objective:train", "search": search},
+                    spec_dir=tmp_path)
     return run_sweep(spec).summary
 
 
@@ -67,7 +68,9 @@ def test_every_searcher_runs_a_real_sweep(ray_local, tmp_path, storage, algorith
 
 @pytest.mark.parametrize("scheduler", ["fifo", "asha", "hyperband", "median", "pbt", "pb2"])
 def test_every_scheduler_runs_a_real_sweep(ray_local, tmp_path, storage, scheduler):
-    extra = {"perturbation_interval": 3} if scheduler in ("pbt", "pb2") else {}
+    extra: dict = {"perturbation_interval": 3} if scheduler in ("pbt", "pb2") else {}
+    if scheduler == "hyperband":
+        extra["max_concurrent"] = None  # paused trials count against it: the bracket (9 trials) must fill
     space = {"x": {"uniform": [0.0, 1.0]}} if scheduler == "pb2" else None
     summary = custom_sweep(tmp_path, storage, f"scheduler-{scheduler}", algorithm="random", scheduler=scheduler,
                            num_trials=8, grace_period=1, **extra, **({"space": space} if space else {}))

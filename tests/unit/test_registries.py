@@ -28,7 +28,7 @@ def test_every_searcher_builds(tiny_raw, name):
 
 @pytest.mark.parametrize("name", SCHEDULERS.names())
 def test_every_scheduler_builds_with_the_fidelity(tiny_raw, name):
-    spec = validate(tiny_raw(search={"scheduler": name, "algorithm": "random"}))
+    spec = validate(tiny_raw(search={"scheduler": name, "algorithm": "random", "max_concurrent": None}))
     scheduler = make_scheduler(spec, budget(spec))
     if name == "hyperband":  # brackets over reports, which come at equal token points
         assert (scheduler._time_attr, scheduler._max_t_attr) == ("training_iteration", 4)

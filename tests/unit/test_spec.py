@@ -81,6 +81,8 @@ MALFORMED = [
                                      "space": {"train.batch_size": {"choice": [2, 4]}}}},
      "search.space.train.batch_size"),
     ("unknown preset", {"search": {"preset": "bohb"}}, "search.preset"),
+    ("hyperband bracket never fills", {"search": {"scheduler": "hyperband", "max_concurrent": 2}},
+     "search.max_concurrent"),
     ("preset contradicted", {"search": {"preset": "pbt", "algorithm": "tpe"}}, "search.algorithm"),
     ("empty data path", {"data": {"source": ""}}, "data.source"),
 ]
@@ -229,7 +231,7 @@ def test_duplicate_yaml_keys_and_directories_are_errors(tmp_path):
 def test_presets_compose_a_searcher_and_a_scheduler(tiny_raw):
     def pair(**search):
         raw = tiny_raw()
-        del raw["search"]["algorithm"], raw["search"]["scheduler"]
+        del raw["search"]["algorithm"], raw["search"]["scheduler"], raw["search"]["max_concurrent"]
         raw["search"].update(search)
         s = validate(raw).search
         return s.algorithm, s.scheduler
