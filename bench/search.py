@@ -126,6 +126,10 @@ def hartmann_tuner(strategy: str, seed: int, budget_trials: int, max_t: int, sto
                   num_trials=budget_trials if fifo else 10 * budget_trials)
     if strategy == "pbt":
         search["perturbation_interval"] = 3
+    if strategy == "hyperband+tpe":  # its paused trials count against max_concurrent: let its bracket fill
+        from tuner.checks import hyperband_bracket_size
+
+        search["max_concurrent"] = hyperband_bracket_size(max_t, search.get("reduction_factor", 3.0))
     pauses = strategy in ("pbt", "hyperband+tpe")  # these restore trials from checkpoints
     if search.get("scheduler") == "asha" or search.get("preset") == "asha-tpe":
         search.update(grace_period=1, reduction_factor=3)

@@ -66,6 +66,8 @@ def tiny_raw(corpus: Path, storage: Path, request: pytest.FixtureRequest):
 def ray_local():
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
+    # With the dashboard: Ray Train frees a stopped run's placement group through the state API it serves.
+    ray.init(num_cpus=2, include_dashboard=True, dashboard_host="127.0.0.1", log_to_driver=False,
+             logging_level=logging.WARNING)
     yield ray
     ray.shutdown()

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from tuner.spec import Spec, upper_bound
+from tuner.spec import Spec, TrainSpec, upper_bound
 
 CUSTOM_MAX_T = 100  # Ray Tune's ASHA default, for custom trainables that set no search.max_t
 
@@ -27,13 +27,20 @@ class Budget:
         return asdict(self)
 
 
+def grad_accum_steps(t: TrainSpec, world_size: int) -> int:
+    """Micro-batches per optimizer step on each worker: derived from ``global_batch_size`` when it is set."""
+    if t.global_batch_size is not None:
+        return max(1, t.global_batch_size // (t.batch_size * world_size))
+    return t.grad_accum_steps
+
+
 def tokens_per_step(spec: Spec) -> int:
-    """The most tokens one optimizer step can take in this sweep."""
-    keys = ("train.batch_size", "train.grad_accum_steps", "data.seq_len")
-    out = 1
-    for key in keys:
-        out *= int(upper_bound(spec, key))
-    return out
+    """The most tokens one optimizer step can take in this sweep (over all of a trial's workers)."""
+    seq_len = int(upper_bound(spec, "data.seq_len"))
+    if spec.train.global_batch_size is not None:
+        return spec.train.global_batch_size * seq_len
+    sequences = int(upper_bound(spec, "train.batch_size")) * int(upper_bound(spec, "train.grad_accum_steps"))
+    return sequences * spec.resources.workers_per_trial * seq_len
 
 
 def budget(spec: Spec) -> Budget:

@@ -51,6 +51,11 @@ def cross_checks(spec: Spec, raw: dict[str, Any]) -> list[Problem]:
         out += check_train(spec.train, given.get("train", {}))
         out += check_data(spec.data)
     out += check_resources(spec.resources)
+    if not spec.is_custom:
+        out += check_batch(spec, given.get("train", {}))
+    elif spec.resources.workers_per_trial > 1:
+        out.append(("resources.workers_per_trial", "a custom trainable runs in one process; sharded trials (more "
+                                                   "than 1 worker) are for the LLM trial"))
     out += _check_search(spec, given.get("search", {}))
     return out
 
@@ -129,9 +134,40 @@ def check_data(d: DataSpec) -> list[Problem]:
 
 
 def check_resources(r: ResourcesSpec) -> list[Problem]:
-    if r.workers_per_trial > 1:
-        return [("resources.workers_per_trial", "sharded trials (more than 1 worker) are not available yet; use 1")]
-    return []
+    out: list[Problem] = []
+    if r.strategy == "fsdp" and r.workers_per_trial == 1:
+        out.append(("resources.strategy", "fsdp shards a trial over its workers: set resources.workers_per_trial "
+                                          ">= 2, or strategy ddp"))
+    if r.workers_per_trial > 1 and r.gpus_per_worker != int(r.gpus_per_worker):
+        out.append(("resources.gpus_per_worker", f"{r.gpus_per_worker:g}: the workers of a sharded trial need whole "
+                                                 f"GPUs (NCCL cannot share one); fractions are for single-worker "
+                                                 f"trials"))
+    elif r.gpus_per_worker > 1 and r.gpus_per_worker != int(r.gpus_per_worker):
+        out.append(("resources.gpus_per_worker", f"{r.gpus_per_worker:g}: above 1, GPUs per worker must be whole"))
+    return out
+
+
+def check_batch(spec: Spec, given_train: dict[str, Any]) -> list[Problem]:
+    """With ``train.global_batch_size`` every per-device batch size the sweep can draw must divide it evenly over
+    the workers: gradient accumulation makes up the rest."""
+    t, world = spec.train, spec.resources.workers_per_trial
+    if t.global_batch_size is None:
+        return []
+    out: list[Problem] = []
+    if "grad_accum_steps" in given_train or "train.grad_accum_steps" in spec.search.space:
+        out.append(("train.grad_accum_steps", "is derived from train.global_batch_size (global / (batch_size x "
+                                              "workers_per_trial)); give one of them"))
+    dim = spec.dimensions().get("train.batch_size")
+    sizes = sorted({int(v) for v in dim.candidates()}) if dim is not None and dim.is_discrete else [t.batch_size]
+    if dim is not None and not dim.is_discrete:
+        out.append(("search.space.train.batch_size", "with train.global_batch_size, tune batch_size with choice "
+                                                      "or grid (each value must divide the global batch)"))
+    bad = [b for b in sizes if t.global_batch_size % (b * world)]
+    if bad:
+        out.append(("train.global_batch_size", f"{t.global_batch_size} is not a multiple of train.batch_size x "
+                                               f"resources.workers_per_trial for batch_size "
+                                               f"{', '.join(map(str, bad))} (x {world} workers)"))
+    return out
 
 
 def _check_trainable(spec: Spec) -> list[Problem]:

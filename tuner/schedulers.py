@@ -91,6 +91,10 @@ def _ranges(spec: Any) -> dict[str, tuple[float, float]]:
     return {k: (min(d.candidates()), max(d.candidates())) for k, d in spec.dimensions().items() if not d.is_discrete}
 
 
+def _sharded(spec: Any) -> bool:
+    return spec.resources.workers_per_trial > 1
+
+
 def pbt(spec: Any, budget: Budget) -> Any:
     from tuner._pbt import CheckpointedPBT
 
@@ -100,7 +104,7 @@ def pbt(spec: Any, budget: Budget) -> Any:
     return CheckpointedPBT(
         time_attr=budget.time_attr, max_t=budget.max_t, perturbation_interval=perturbation_interval(spec, budget),
         hyperparam_mutations=spec.nest(mutations), quantile_fraction=s.quantile_fraction,
-        resample_probability=s.resample_probability,
+        resample_probability=s.resample_probability, yield_to_waiting=not _sharded(spec),
         custom_explore_fn=ClipToSpace(_ranges(spec), nested=not spec.is_custom))
 
 
@@ -111,4 +115,4 @@ def pb2(spec: Any, budget: Budget) -> Any:
     return CheckpointedPB2(
         time_attr=budget.time_attr, max_t=budget.max_t, perturbation_interval=perturbation_interval(spec, budget),
         hyperparam_bounds=spec.nest(bounds), quantile_fraction=spec.search.quantile_fraction,
-        custom_explore_fn=ClipToSpace(_ranges(spec), nested=not spec.is_custom))
+        yield_to_waiting=not _sharded(spec), custom_explore_fn=ClipToSpace(_ranges(spec), nested=not spec.is_custom))

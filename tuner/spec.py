@@ -75,6 +75,9 @@ class TrainSpec(_Section):
     eval_tokens: int = Field(16384, gt=0)
     batch_size: int = Field(16, gt=0)
     grad_accum_steps: int = Field(1, gt=0)
+    # Sequences per optimizer step over all workers; when set, grad_accum_steps is derived from it
+    # (global / (batch_size x workers)), so tuning batch_size keeps the tokens per step.
+    global_batch_size: int | None = Field(None, gt=0)
     lr: float = Field(3.0e-4, gt=0.0)
     min_lr_ratio: float = Field(0.1, ge=0.0, le=1.0)
     weight_decay: float = Field(0.01, ge=0.0)
@@ -113,6 +116,9 @@ class ResourcesSpec(_Section):
     workers_per_trial: int = Field(1, gt=0)
     cpus_per_worker: float = Field(1.0, gt=0.0)
     gpus_per_worker: float = Field(0.0, ge=0.0)
+    strategy: Literal["ddp", "fsdp"] = "ddp"  # workers_per_trial > 1
+    placement: Literal["pack", "spread"] = "pack"  # of a trial's workers over nodes
+    max_worker_failures: int = Field(1, ge=0)  # worker-group restarts from the latest checkpoint, per trial run
 
 
 class TrialSpec(_Section):
@@ -188,6 +194,9 @@ class SpecError(ValueError):
         self.source = source
         lines = "\n".join(f"  {k}: {m}" for k, m in problems)
         super().__init__(f"invalid {source} ({len(problems)} problem{'s' * (len(problems) != 1)}):\n{lines}")
+
+    def __reduce__(self) -> tuple[Any, ...]:  # raised in Ray workers and subprocesses: pickle what __init__ takes
+        return (type(self), (self.problems, self.source))
 
 
 SECTIONS: dict[str, type[_Section]] = {
@@ -312,8 +321,8 @@ def _resolve_paths(raw: dict[str, Any], spec_dir: str) -> list[Problem]:
     model, data = raw.get("model"), raw.get("data")
     if isinstance(model, dict) and isinstance(model.get("pretrained"), str):
         model["pretrained"] = absolute(model["pretrained"]) if model["pretrained"] else ""
-    if isinstance(data, dict):
-        source = data.get("source")
+    if isinstance(data, dict) and "source" in data:
+        source = data["source"]
         many = isinstance(source, list)
         items: list[Any] = source if isinstance(source, list) else [source]
         for i, s in enumerate(items):

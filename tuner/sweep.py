@@ -73,12 +73,17 @@ def param_space(spec: Spec, b: Budget, data_dir: Path | None) -> dict[str, Any]:
     tree: dict[str, Any] = {sec: getattr(spec, sec).model_dump() for sec in TrialSpec.model_fields}
     for key, domain in domains.items():
         sp.set_path(tree, key, domain)
-    tree["run"] = {"data_dir": str(data_dir), "budget": b.as_dict()}
+    tree["run"] = {"data_dir": str(data_dir), "budget": b.as_dict(), "train_storage": str(spec.sweep_dir / "train")}
     return tree
 
 
-def init_ray(address: str | None, verbose: bool) -> bool:
-    """Connect to ``address`` (or RAY_ADDRESS), else start an embedded local Ray. True if we started it."""
+def init_ray(address: str | None, verbose: bool, *, dashboard: bool = False) -> bool:
+    """Connect to ``address`` (or RAY_ADDRESS), else start an embedded local Ray. True if we started it.
+
+    Sharded trials need the embedded Ray's dashboard: Ray Train frees a stopped run's placement group only once the
+    state API (served by the dashboard) says its controller is dead; without it, every paused or stopped sharded
+    trial would leak its workers' resources.
+    """
     import ray
 
     if ray.is_initialized():
@@ -86,7 +91,8 @@ def init_ray(address: str | None, verbose: bool) -> bool:
     if address or os.environ.get("RAY_ADDRESS"):
         ray.init(address=address, log_to_driver=verbose, logging_level=logging.WARNING)
     else:
-        ray.init(include_dashboard=False, log_to_driver=verbose, logging_level=logging.WARNING)
+        ray.init(include_dashboard=dashboard, dashboard_host="127.0.0.1", log_to_driver=verbose,
+                 logging_level=logging.WARNING)
     return True
 
 
@@ -120,15 +126,23 @@ def build_tuner(spec: Spec, b: Budget, trainable: Any, data_dir: Path | None, *,
 
     s, r = spec.search, spec.resources
     searcher = make_searcher(spec)
+    sharded = r.workers_per_trial > 1
+    if sharded:  # the trial drives a Ray Train run, whose placement group reserves the workers' resources
+        from tuner.sharded import DRIVER_BUNDLE
+
+        resources: Any = tune.PlacementGroupFactory([DRIVER_BUNDLE])
+    else:
+        resources = {"cpu": r.cpus_per_worker, "gpu": r.gpus_per_worker}
     return tune.Tuner(
-        tune.with_resources(trainable, {"cpu": r.cpus_per_worker, "gpu": r.gpus_per_worker}),
+        tune.with_resources(trainable, resources),
         param_space=param_space(spec, b, data_dir),
         tune_config=tune.TuneConfig(
             metric=s.metric, mode=s.mode, search_alg=searcher, scheduler=make_scheduler(spec, b),
             num_samples=1 if s.algorithm == "grid" else s.num_trials,
             # Tune limits only Searchers itself; the grid/random generator takes the limit in its constructor.
             max_concurrent_trials=s.max_concurrent if isinstance(searcher, Searcher) else None,
-            reuse_actors=True, trial_name_creator=_trial_name, trial_dirname_creator=_trial_name),
+            # A sharded trial's actor owns its Train run: a fresh actor per trial ends the run with the trial.
+            reuse_actors=not sharded, trial_name_creator=_trial_name, trial_dirname_creator=_trial_name),
         run_config=tune.RunConfig(
             name=spec.name, storage_path=str(spec.sweep_dir.parent), stop=stop,
             checkpoint_config=_checkpoint_config(spec),
@@ -141,12 +155,21 @@ def run_sweep(spec: Spec, *, address: str | None = None, overwrite: bool = False
               console: Any = None) -> SweepResult:
     from rich.console import Console
 
+    from tuner.placement import fit_to_cluster
     from tuner.progress import ProgressLine
 
     check_destination(spec, overwrite)
     b = budget(spec)
     trainable, data_dir = make_trainable(spec)
-    started = init_ray(address, verbose)
+    started = init_ray(address, verbose, dashboard=spec.resources.workers_per_trial > 1)
+    try:
+        spec = fit_to_cluster(spec)
+    except SpecError:
+        if started:
+            import ray
+
+            ray.shutdown()
+        raise
     progress = ProgressLine(spec.search.metric, spec.search.mode, num_trials(spec),
                             console=console or Console(stderr=True))
     try:

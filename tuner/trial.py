@@ -23,8 +23,19 @@ from typing import Any
 import numpy as np
 import torch
 
-from tuner.budget import Budget
+from tuner.budget import Budget, grad_accum_steps
 from tuner.data import TokenData
+from tuner.distributed import (
+    check_same_spec,
+    fully_shard_model,
+    is_sharded,
+    layout_metrics,
+    load_sharded,
+    load_sharded_model,
+    read_meta,
+    resolve_checkpoint,
+    save_sharded,
+)
 from tuner.model import build_model, build_tokenizer
 from tuner.space import python_value
 from tuner.spec import TrainSpec, TrialSpec
@@ -59,37 +70,56 @@ def lr_at(t: TrainSpec, position: float, step_size: float, max_t: float) -> floa
 
 
 def fit(spec: TrialSpec, budget: Budget, data_dir: str | Path, report: Report,
-        restore: dict[str, Any] | None = None, trial_id: str = "") -> None:
-    """Train until the budget is spent, calling ``report`` at every evaluation. ``restore`` is a checkpoint's state
-    (``load_checkpoint``); ``trial_id`` labels the checkpoints this run writes, so that a trial restored from another
-    one's checkpoint (a PBT exploit) reports where it came from."""
+        restore: dict[str, Any] | str | Path | None = None, trial_id: str = "") -> None:
+    """Train until the budget is spent, calling ``report`` at every evaluation (on every rank of a sharded trial).
+
+    ``restore`` is a checkpoint directory, or a single-process checkpoint's state (``load_checkpoint``);
+    ``trial_id`` labels the checkpoints this run writes, so that a trial restored from another one's checkpoint (a
+    PBT exploit) reports where it came from. Under ``torch.distributed`` (a Ray Train worker group) the same loop
+    runs on every rank: DDP through Accelerate, or FSDP2 ``fully_shard`` with sharded checkpoints.
+    """
     t, seq_len = spec.train, spec.data.seq_len
     torch.set_num_threads(max(1, int(spec.resources.cpus_per_worker)))
     accelerator = _accelerator(t.mixed_precision)
+    world, rank = accelerator.num_processes, accelerator.process_index
+    if world > 1:
+        check_same_spec(spec)
     data = TokenData(data_dir)
     data.check(seq_len)
     tokenizer = build_tokenizer(spec.model)
 
-    _seed_all(t.seed)
+    _seed_all(t.seed)  # the same initial weights on every rank
     model = build_model(spec.model, seq_len=seq_len, tokenizer=tokenizer)
+    fsdp = world > 1 and spec.resources.strategy == "fsdp"
+    if fsdp:
+        model = fully_shard_model(model, accelerator)
     optimizer = _adamw(model, t)
     progress = Progress(next_eval=budget.eval_interval)
-    if restore is not None:
-        progress = _load_state(model, optimizer, restore, t)
+    state = load_checkpoint(restore) if isinstance(restore, (str, Path)) and not is_sharded(restore) else restore
+    if isinstance(state, dict):
+        progress = _load_state(model, optimizer, state, t)
+    if not fsdp:
+        model, optimizer = accelerator.prepare(model, optimizer)
+    if isinstance(state, (str, Path)):
+        state = load_sharded(Path(state), model, optimizer, rank)
+        _apply_hyperparameters(getattr(optimizer, "optimizer", optimizer), t)
+        progress = Progress(**state["progress"])
     # Lineage: which trial's checkpoint this run continues, at which step ("" and 0 for a fresh start).
-    resumed_from, resumed_at = (restore or {}).get("origin", ""), progress.step
-    model, optimizer = accelerator.prepare(model, optimizer)
-    if restore is not None:
-        if accelerator.scaler is not None and restore.get("scaler"):
-            accelerator.scaler.load_state_dict(restore["scaler"])
-        _set_rng(restore["rng"])
+    resumed_from, resumed_at = (state or {}).get("origin", ""), progress.step
+    if state is not None:
+        if accelerator.scaler is not None and state.get("scaler"):
+            accelerator.scaler.load_state_dict(state["scaler"])
+        if state.get("rng") is not None:
+            _set_rng(state["rng"])
 
     device = accelerator.device
     val = torch.from_numpy(data.val_windows(t.eval_tokens, seq_len)).to(device)
     cuda = device.type == "cuda"
-    tokens_per_step = t.batch_size * t.grad_accum_steps * seq_len
+    accum = grad_accum_steps(t, world)
+    tokens_per_step = t.batch_size * accum * world * seq_len
     by_tokens = budget.time_attr == "tokens"
     step_size = tokens_per_step if by_tokens else 1
+    layout = layout_metrics(model, world)
 
     def position() -> int:
         return progress.tokens if by_tokens else progress.step
@@ -101,15 +131,19 @@ def fit(spec: TrialSpec, budget: Budget, data_dir: str | Path, report: Report,
         lr = lr_at(t, position(), step_size, budget.max_t)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        for micro in range(t.grad_accum_steps):
-            x = torch.from_numpy(data.batch(t.seed, progress.step, micro, t.batch_size, seq_len))
+        for micro in range(accum):
+            # Each rank draws its own micro-batches of the step's global batch.
+            x = torch.from_numpy(data.batch(t.seed, progress.step, micro * world + rank, t.batch_size, seq_len))
             # Pinned + non-blocking: the host samples the next batch while the GPU still runs this step.
             x = x.pin_memory().to(device, non_blocking=True) if cuda else x
-            sync = micro == t.grad_accum_steps - 1
-            with contextlib.nullcontext() if sync else accelerator.no_sync(model):
-                loss = model(input_ids=x, labels=x).loss
-                if t.grad_accum_steps > 1:
-                    loss = loss / t.grad_accum_steps
+            sync = micro == accum - 1
+            if fsdp:
+                model.set_requires_gradient_sync(sync)
+            with contextlib.nullcontext() if sync or fsdp else accelerator.no_sync(model):
+                with accelerator.autocast() if fsdp else contextlib.nullcontext():
+                    loss = model(input_ids=x, labels=x).loss
+                if accum > 1:
+                    loss = loss / accum
                 accelerator.backward(loss)
             loss_sum += loss.detach()
         if t.grad_clip > 0:
@@ -121,9 +155,12 @@ def fit(spec: TrialSpec, budget: Budget, data_dir: str | Path, report: Report,
         steps += 1
 
         if position() >= progress.next_eval or position() >= budget.max_t:
+            if world > 1:
+                torch.distributed.all_reduce(loss_sum)
+                loss_sum /= world
             train_loss = (loss_sum / steps).item()  # the one host sync per report: time after it
             elapsed = time.perf_counter() - started
-            val_loss = evaluate(model, val, device)
+            val_loss = evaluate(model, val, device, autocast=accelerator.autocast if fsdp else None)
             if not (math.isfinite(train_loss) and math.isfinite(val_loss)):
                 raise NonFiniteLossError(f"loss is not finite at step {progress.step} (train_loss {train_loss}, "
                                          f"val_loss {val_loss}, lr {lr:.3g}); the trial stops here")
@@ -132,42 +169,54 @@ def fit(spec: TrialSpec, budget: Budget, data_dir: str | Path, report: Report,
             metrics = {"step": progress.step, "tokens": progress.tokens, "train_loss": train_loss,
                        "val_loss": val_loss, "val_ppl": math.exp(min(val_loss, 50.0)), "lr": lr,
                        "tokens_per_s": steps * tokens_per_step / max(elapsed, 1e-9), "resumed_at_step": resumed_at,
-                       "resumed_from": resumed_from}
+                       "resumed_from": resumed_from, **layout}
             with tempfile.TemporaryDirectory(prefix="tuner-ckpt-") as d:
-                save_checkpoint(Path(d), accelerator, model, optimizer, spec, budget, progress, metrics, trial_id)
+                if world > 1:
+                    meta = _meta(accelerator, spec, budget, progress, trial_id)
+                    save_sharded(Path(d), model, optimizer, meta, _get_rng(), rank)
+                    if rank == 0:
+                        _write_trial_json(Path(d), meta, metrics)
+                else:
+                    save_checkpoint(Path(d), accelerator, model, optimizer, spec, budget, progress, metrics,
+                                    trial_id)
                 report(metrics, Path(d))
             loss_sum.zero_()
             steps, started = 0, time.perf_counter()
 
 
 @torch.no_grad()
-def evaluate(model: Any, windows: torch.Tensor, device: torch.device) -> float:
+def evaluate(model: Any, windows: torch.Tensor, device: torch.device, autocast: Any = None) -> float:
+    """Mean loss over fixed windows (every rank of a sharded trial evaluates all of them, in step)."""
     model.eval()
     total = torch.zeros((), device=device)
     for i in range(0, len(windows), EVAL_BATCH):
         x = windows[i:i + EVAL_BATCH]
-        total += model(input_ids=x, labels=x).loss.float() * len(x)
+        with autocast() if autocast is not None else contextlib.nullcontext():
+            total += model(input_ids=x, labels=x).loss.float() * len(x)
     model.train()
     return (total / len(windows)).item()
 
 
 # --- checkpoints ------------------------------------------------------------------------------------------------
 
+def _meta(accelerator: Any, spec: TrialSpec, budget: Budget, progress: Progress, trial_id: str) -> dict[str, Any]:
+    """What a checkpoint holds besides the weights and the optimizer."""
+    return {"format": CHECKPOINT_FORMAT, "progress": asdict(progress), "origin": trial_id, "spec": spec.model_dump(),
+            "budget": budget.as_dict(),
+            "scaler": accelerator.scaler.state_dict() if accelerator.scaler is not None else None}
+
+
 def save_checkpoint(path: Path, accelerator: Any, model: Any, optimizer: Any, spec: TrialSpec, budget: Budget,
                     progress: Progress, metrics: dict[str, Any], trial_id: str = "") -> None:
-    state = {
-        "format": CHECKPOINT_FORMAT,
-        "model": accelerator.unwrap_model(model).state_dict(),
-        "optimizer": optimizer.state_dict(),
-        "scaler": accelerator.scaler.state_dict() if accelerator.scaler is not None else None,
-        "rng": _get_rng(),
-        "progress": asdict(progress),
-        "origin": trial_id,
-        "spec": spec.model_dump(),
-        "budget": budget.as_dict(),
-    }
+    state = {**_meta(accelerator, spec, budget, progress, trial_id),
+             "model": accelerator.unwrap_model(model).state_dict(), "optimizer": optimizer.state_dict(),
+             "rng": _get_rng()}
     torch.save(state, path / "state.pt")
-    (path / "trial.json").write_text(json.dumps({"spec": state["spec"], "progress": state["progress"],
+    _write_trial_json(path, state, metrics)
+
+
+def _write_trial_json(path: Path, meta: dict[str, Any], metrics: dict[str, Any]) -> None:
+    (path / "trial.json").write_text(json.dumps({"spec": meta["spec"], "progress": meta["progress"],
                                                  "metrics": metrics}, indent=1))
 
 
@@ -185,13 +234,17 @@ def _load_state(model: Any, optimizer: Any, state: dict[str, Any], t: TrainSpec)
     except RuntimeError as e:
         raise RuntimeError(f"the checkpoint's model does not fit this trial's architecture: {e}") from None
     optimizer.load_state_dict(state["optimizer"])
-    # This trial's hyperparameters win over the ones saved with the optimizer (they differ after a PBT exploit);
-    # the moments and step counts are kept. The LR is set from the schedule at every step.
+    _apply_hyperparameters(optimizer, t)
+    return Progress(**state["progress"])
+
+
+def _apply_hyperparameters(optimizer: Any, t: TrainSpec) -> None:
+    """This trial's hyperparameters win over the ones saved with the optimizer (they differ after a PBT exploit);
+    the moments and step counts are kept. The LR is set from the schedule at every step."""
     decay, no_decay = optimizer.param_groups
     decay["weight_decay"], no_decay["weight_decay"] = t.weight_decay, 0.0
     for group in optimizer.param_groups:
         group["betas"] = (t.beta1, t.beta2)
-    return Progress(**state["progress"])
 
 
 def export_model(checkpoint_dir: str | Path, out_dir: str | Path) -> Path:
@@ -199,11 +252,16 @@ def export_model(checkpoint_dir: str | Path, out_dir: str | Path) -> Path:
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
-    state = load_checkpoint(checkpoint_dir)
+    checkpoint_dir = resolve_checkpoint(checkpoint_dir)
+    sharded = is_sharded(checkpoint_dir)
+    state = read_meta(checkpoint_dir) if sharded else load_checkpoint(checkpoint_dir)
     spec = TrialSpec.model_validate(state["spec"])
     tokenizer = build_tokenizer(spec.model)
     model = build_model(spec.model, seq_len=spec.data.seq_len, tokenizer=tokenizer)
-    model.load_state_dict(state["model"])
+    if sharded:
+        load_sharded_model(checkpoint_dir, model)
+    else:
+        model.load_state_dict(state["model"])
     out = Path(out_dir)
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
@@ -263,6 +321,10 @@ def train_llm(config: dict[str, Any]) -> None:
     config = python_value(config)
     spec = TrialSpec.model_validate({k: config[k] for k in TrialSpec.model_fields})
     budget = Budget(**config["run"]["budget"])
+    if spec.resources.workers_per_trial > 1:
+        from tuner.sharded import train_sharded
+
+        return train_sharded(config, spec, budget)
 
     def report(metrics: dict[str, Any], checkpoint_dir: Path) -> None:
         tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(checkpoint_dir))

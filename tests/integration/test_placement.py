@@ -1,0 +1,112 @@
+"""Placement of a sharded trial's workers on a real multi-node Ray (ray.cluster_utils.Cluster, logical GPUs, no
+CUDA): pack and spread, gang waiting, and the unplaceable-trial error. The cluster runs in a child process, since
+this session's tests already hold a local Ray."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+PROBE = textwrap.dedent('''
+    import json, sys, threading, time
+    from pathlib import Path
+    import ray
+    from ray.cluster_utils import Cluster
+
+    out = Path(sys.argv[1])
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False})
+    nodes = [cluster.add_node(num_cpus=2, num_gpus=2) for _ in range(2)]
+    cluster.wait_for_nodes()
+    ray.init(address=cluster.address, log_to_driver=False)
+
+    from ray.train import RunConfig
+    from ray.train.v2.api.data_parallel_trainer import DataParallelTrainer
+    from tuner.sharded import scaling_config
+    from tuner.spec import ResourcesSpec
+
+    def loop(config):
+        import ray.train
+        rank = ray.train.get_context().get_world_rank()
+        start = time.time()
+        time.sleep(config["sleep"])
+        Path(config["out"], f"{config['name']}-{rank}.json").write_text(json.dumps({
+            "node": ray.get_runtime_context().get_node_id(), "gpus": [str(g) for g in ray.get_gpu_ids()],
+            "start": start, "end": time.time()}))
+        ray.train.report({"done": 1})
+
+    def run(name, sleep=0.0, **resources):
+        spec = ResourcesSpec(workers_per_trial=2, **resources)
+        DataParallelTrainer(loop, train_loop_config={"out": str(out), "name": name, "sleep": sleep},
+                            scaling_config=scaling_config(spec),
+                            run_config=RunConfig(name=name, storage_path=str(out / "storage"))).fit()
+
+    run("pack", gpus_per_worker=1, placement="pack")
+    run("spread", gpus_per_worker=1, placement="spread")
+    # Two trials that each need the whole cluster's GPUs: the second waits for the first, all or nothing.
+    runs = [threading.Thread(target=run, args=(f"gang{i}", 4.0), kwargs={"gpus_per_worker": 2}) for i in range(2)]
+    for t in runs:
+        t.start()
+    for t in runs:
+        t.join()
+    (out / "worker_nodes.json").write_text(json.dumps([n.node_id for n in nodes]))
+    print("ADDRESS", cluster.address, flush=True)
+    sys.stdin.readline()  # the test runs `tuner run --address` against this cluster, then lets it go
+    ray.shutdown()
+    cluster.shutdown()
+''')
+
+SPEC = """
+name: unplaceable
+model: {hidden_size: 32, num_layers: 1, num_heads: 2}
+data: {seq_len: 32, source: corpus.txt}
+train: {max_steps: 4, eval_every: 2, warmup_steps: 1}
+search: {algorithm: random, scheduler: fifo, num_trials: 1, space: {train.lr: {loguniform: [1.0e-3, 1.0e-2]}}}
+resources: {workers_per_trial: 3, gpus_per_worker: 2}
+"""
+
+
+def test_pack_spread_gang_waiting_and_the_unplaceable_error(tmp_path, corpus):
+    probe = tmp_path / "probe.py"
+    probe.write_text(PROBE)
+    proc = subprocess.Popen([sys.executable, str(probe), str(tmp_path)], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = ""
+        while proc.poll() is None and not line.startswith("ADDRESS"):
+            line = proc.stdout.readline()
+        assert line.startswith("ADDRESS"), proc.stderr.read()[-3000:]
+        address = line.split()[1]
+
+        def worker(name: str, rank: int) -> dict:
+            return json.loads((tmp_path / f"{name}-{rank}.json").read_text())
+
+        workers = set(json.loads((tmp_path / "worker_nodes.json").read_text()))
+        pack, spread = [worker("pack", r) for r in (0, 1)], [worker("spread", r) for r in (0, 1)]
+        assert pack[0]["node"] == pack[1]["node"] and pack[0]["node"] in workers
+        assert spread[0]["node"] != spread[1]["node"] and {w["node"] for w in spread} == workers
+        assert all(len(w["gpus"]) == 1 for w in pack + spread)
+        gangs = sorted(([worker(f"gang{i}", r) for r in (0, 1)] for i in (0, 1)), key=lambda g: g[0]["start"])
+        assert all(len(w["gpus"]) == 2 for g in gangs for w in g)
+        # All of a trial's workers start together, and the second trial starts only when the first has ended.
+        for g in gangs:
+            assert abs(g[0]["start"] - g[1]["start"]) < 3.0
+        assert min(w["start"] for w in gangs[1]) >= max(w["end"] for w in gangs[0]) - 0.5
+
+        (tmp_path / "corpus.txt").write_text(Path(corpus).read_text()[:100_000])
+        (tmp_path / "spec.yaml").write_text(SPEC)
+        run = subprocess.run([sys.executable, "-m", "tuner", "run", str(tmp_path / "spec.yaml"), "--address", address,
+                              "--set", f"storage={tmp_path / 'sweeps'}"], capture_output=True, text=True, timeout=300)
+        assert run.returncode == 2, run.stderr[-3000:]
+        assert "3 workers x {CPU: 1, GPU: 2}" in run.stderr and "largest node has {CPU: 2, GPU: 2}" in run.stderr
+        assert "holds at most 2 such workers" in run.stderr
+        assert not (tmp_path / "sweeps" / "unplaceable").exists()
+    finally:
+        if proc.poll() is None:
+            proc.communicate("\n", timeout=120)

@@ -1,0 +1,114 @@
+"""Sharded trials through Ray Train V2 inside Tune trials, on the shared local Ray: 2 gloo workers per trial."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from tuner.distributed import resolve_checkpoint
+from tuner.spec import validate
+from tuner.sweep import run_sweep
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def rows(trial: dict) -> list[dict]:
+    path = Path(trial["path"]) / "result.json"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
+
+
+def test_pbt_exploits_two_worker_fsdp_trials(ray_local, tiny_raw):
+    steps_per_report = 10
+    # Two perturbations (at 30 and 60 steps): a donor's checkpoint is the one it had at its own last perturbation,
+    # so the first perturbation may find none to clone.
+    spec = validate(tiny_raw(
+        train={"max_steps": 90, "eval_every": steps_per_report, "warmup_steps": 0, "min_lr_ratio": 1.0},
+        search={"scheduler": "pbt", "algorithm": "random", "num_trials": 2, "quantile_fraction": 0.5,
+                "perturbation_interval": 30 * 4 * 2 * 32,  # 30 steps' tokens
+                "space": {"train.lr": {"choice": [1.0e-4, 2.0e-2]}}, "points_to_evaluate": [
+                    {"train.lr": 1.0e-4}, {"train.lr": 2.0e-2}]},
+        resources={"workers_per_trial": 2, "cpus_per_worker": 0.5, "strategy": "fsdp"}))
+    result = run_sweep(spec)
+    exploits = [json.loads(line) for line in (result.path / "pbt_global.txt").read_text().splitlines()]
+    assert exploits, "no exploit happened"
+    by_index = {int(t["trial_id"].rsplit("_", 1)[1]): t for t in result.trials}
+    for target_tag, donor_tag, _target_iter, donor_iter, _old, new_config in exploits:
+        target, donor = by_index[int(target_tag.split("_")[0])], by_index[int(donor_tag.split("_")[0])]
+        new_lr = new_config["train"]["lr"]
+        after = [r for r in rows(target)
+                 if r["resumed_from"] == donor["trial_id"] and r["config"]["train"]["lr"] == new_lr]
+        assert after, "the exploiting trial never trained from the donor's checkpoint"
+        first = after[0]
+        assert first["wrapper"] == "FSDP2"
+        assert first["resumed_at_step"] in {r["step"] for r in rows(donor)}
+        assert 0 < first["resumed_at_step"] <= donor_iter * steps_per_report
+        assert first["step"] == first["resumed_at_step"] + steps_per_report
+        assert math.isclose(first["lr"], new_lr, rel_tol=1e-12)  # its own new lr, on every rank's optimizer
+    assert all(t["last_result"]["world_size"] == 2 for t in result.trials)
+    # Only an exploited trial restarts (a new Train run); the donor trains on in its first one.
+    donor_runs = {r["train_run"] for r in rows(by_index[int(exploits[0][1].split("_")[0])])}
+    assert len(donor_runs) == 1
+
+
+def _train_worker_pids() -> list[int]:
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                cmdline = (proc / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if cmdline.startswith(b"ray::RayTrainWorker"):
+                pids.append(int(proc.name))
+    return sorted(pids)
+
+
+def test_a_ddp_trial_survives_a_killed_rank(ray_local, tiny_raw):
+    """Two DDP workers; one is SIGKILLed mid-trial: Ray Train restarts the worker group from the last checkpoint."""
+    eval_every = 5
+    spec = validate(tiny_raw(train={"max_steps": 60, "eval_every": eval_every},
+                             search={"num_trials": 1, "scheduler": "fifo"},
+                             resources={"workers_per_trial": 2, "strategy": "ddp", "max_worker_failures": 1}))
+    out: dict = {}
+    sweep = threading.Thread(target=lambda: out.setdefault("result", run_sweep(spec)))
+    sweep.start()
+    killed, seen = None, 0
+    deadline = time.monotonic() + 240
+    while sweep.is_alive() and killed is None and time.monotonic() < deadline:
+        files = list(spec.sweep_dir.glob("trial_*/result.json"))
+        seen = len(files[0].read_text().splitlines()) if files else 0
+        pids = _train_worker_pids()
+        if seen >= 2 and len(pids) == 2:
+            killed = pids[-1]
+            os.kill(killed, signal.SIGKILL)
+        time.sleep(0.2)
+    sweep.join(timeout=300)
+    assert killed is not None, "the trial ended before a worker could be killed"
+    result = out["result"]
+    (trial,) = result.trials
+    assert trial["state"] == "completed" and "error" not in trial
+    last = trial["last_result"]
+    assert last["world_size"] == 2 and last["wrapper"] == "DistributedDataParallel"
+    assert last["tokens"] == 60 * 4 * 2 * 32  # steps x per-device batch x workers x seq_len
+    # Tune keeps a pointer; Ray Train owns the (sharded) checkpoint it names, and the best model is exported from it.
+    target = resolve_checkpoint(trial["checkpoint"])
+    assert target != Path(trial["checkpoint"]) and (target / "meta.pt").is_file()
+    assert str(target).startswith(str(result.path / "train"))
+    assert (result.path / "best_model" / "config.json").is_file()
+    history = rows(trial)
+    restart = next(i for i, r in enumerate(history) if r["resumed_at_step"] > 0)
+    before, after = history[:restart], history[restart:]
+    # The new worker group resumed from the last checkpoint reported before the kill: what it lost is less than one
+    # checkpoint interval (the steps after that checkpoint), and no reported step was lost or repeated.
+    assert after[0]["resumed_at_step"] == before[-1]["step"]
+    assert after[0]["train_run"] == before[-1]["train_run"]  # restarted inside the same Train run
+    steps = [r["step"] for r in history]
+    assert steps == list(range(eval_every, 61, eval_every))
+    assert history[-1]["world_size"] == 2

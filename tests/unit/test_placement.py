@@ -1,0 +1,89 @@
+"""Sharded-trial spec rules and the placement pre-flight, against described nodes (no Ray)."""
+
+from __future__ import annotations
+
+import pytest
+
+from tuner.budget import budget, tokens_per_step
+from tuner.placement import fit_to_cluster, trials_at_once
+from tuner.spec import SpecError, validate
+
+NODE_4GPU = {"CPU": 16.0, "GPU": 4.0, "memory": 1e11}
+NODE_CPU = {"CPU": 2.0, "memory": 1e10}
+
+
+def problems(raw: dict) -> dict[str, str]:
+    with pytest.raises(SpecError) as e:
+        validate(raw)
+    return dict(e.value.problems)
+
+
+def sharded(tiny_raw, **resources):
+    return tiny_raw(resources={"workers_per_trial": 2, **resources})
+
+
+def test_trials_at_once_counts_whole_gangs_over_nodes():
+    assert trials_at_once([NODE_4GPU, NODE_4GPU], {"CPU": 1, "GPU": 1}, 2) == 4
+    assert trials_at_once([NODE_4GPU, NODE_4GPU], {"CPU": 1, "GPU": 3}, 2) == 1  # one worker per node
+    assert trials_at_once([NODE_4GPU], {"CPU": 1, "GPU": 3}, 2) == 0
+    assert trials_at_once([NODE_CPU], {"CPU": 0.5}, 2) == 2
+    assert trials_at_once([NODE_CPU, {"CPU": 0.0, "memory": 1e9}], {"CPU": 1}, 1) == 2  # a driver-only head
+
+
+def test_an_unplaceable_trial_fails_fast_naming_the_request_and_the_largest_node(tiny_raw):
+    spec = validate(sharded(tiny_raw, gpus_per_worker=3))
+    with pytest.raises(SpecError) as e:
+        fit_to_cluster(spec, nodes=[NODE_4GPU, NODE_CPU])
+    (key, message), = e.value.problems
+    assert key == "resources"
+    assert "2 workers x {CPU: 1, GPU: 3}" in message and "largest node has {CPU: 16, GPU: 4}" in message
+    assert "holds at most 1 such worker" in message
+
+
+def test_sharded_concurrency_is_capped_at_the_trials_that_fit(tiny_raw):
+    spec = validate(sharded(tiny_raw, gpus_per_worker=1))
+    assert fit_to_cluster(spec, nodes=[NODE_4GPU]).search.max_concurrent == 2
+    spec = validate(sharded(tiny_raw, gpus_per_worker=1, cpus_per_worker=1))
+    capped = fit_to_cluster(spec.model_copy(update={"search": spec.search.model_copy(update={"max_concurrent": 1})}),
+                            nodes=[NODE_4GPU])
+    assert capped.search.max_concurrent == 1
+    assert capped.spec_dir == spec.spec_dir
+    single = validate(tiny_raw(resources={"gpus_per_worker": 0.25}))
+    assert fit_to_cluster(single, nodes=[NODE_4GPU]) is single  # Tune places single-worker trials itself
+
+
+def test_sharded_resource_rules(tiny_raw):
+    assert "resources.strategy" in problems(tiny_raw(resources={"strategy": "fsdp"}))
+    assert "resources.gpus_per_worker" in problems(sharded(tiny_raw, gpus_per_worker=0.5))
+    assert "resources.gpus_per_worker" in problems(tiny_raw(resources={"gpus_per_worker": 1.5}))
+    validate(tiny_raw(resources={"gpus_per_worker": 0.25}))  # fractional GPUs: several small trials share one
+    assert "resources.placement" in problems(sharded(tiny_raw, placement="diagonal"))
+
+
+def test_global_batch_size_keeps_tokens_per_step_and_derives_accumulation(tiny_raw):
+    from tuner.budget import grad_accum_steps
+
+    raw = sharded(tiny_raw)
+    raw["train"]["global_batch_size"] = 16
+    raw["search"]["space"] = {"train.batch_size": {"choice": [2, 4, 8]}}
+    spec = validate(raw)
+    assert tokens_per_step(spec) == 16 * 32
+    assert budget(spec).max_t == spec.train.max_steps * 16 * 32
+    for b, accum in ((2, 4), (4, 2), (8, 1)):
+        assert grad_accum_steps(spec.train.model_copy(update={"batch_size": b}), 2) == accum
+
+    raw["search"]["space"] = {"train.batch_size": {"choice": [4, 16]}}
+    p = problems(raw)
+    assert "16" in p["train.global_batch_size"] and "batch_size" in p["train.global_batch_size"]
+    raw["search"]["space"] = {"train.batch_size": {"choice": [4]}}
+    raw["train"]["grad_accum_steps"] = 2
+    assert "train.grad_accum_steps" in problems(raw)
+
+
+def test_a_custom_trainable_cannot_be_sharded(tmp_path):
+    (tmp_path / "obj.py").write_text("def f(config):\n    pass\n")
+    raw = {"name": "c", "trainable": "obj:f", "resources": {"workers_per_trial": 2},
+           "search": {"space": {"x": {"uniform": [0, 1]}}}}
+    with pytest.raises(SpecError) as e:
+        validate(raw, spec_dir=tmp_path)
+    assert "resources.workers_per_trial" in dict(e.value.problems)
