@@ -262,17 +262,20 @@ def lm_optuna(seed: int, budget_trials: int, storage: Path) -> Trace:
 
 def table(title: str, traces: dict[str, list[Trace]]) -> str:
     random_final = [t.best_at(t.budget) for t in traces["random+fifo"]]
+    peer_final = [t.best_at(t.budget) for t in traces[PEER]]
     lines = [f"### {title}", "",
              "| strategy | median best loss at the budget | compute to reach random's final best "
-             "(median, fraction of random's) | seeds that reached it |",
-             "|---|---:|---:|---:|"]
+             "(median, fraction of random's) | seeds that reached it | seeds better than the Optuna peer |",
+             "|---|---:|---:|---:|---:|"]
     for name, runs in traces.items():
-        best = statistics.median(t.best_at(t.budget) for t in runs)
+        finals = [t.best_at(t.budget) for t in runs]
+        best = statistics.median(finals)
         fractions = [t.compute_to_reach(target) / t.budget for t, target in zip(runs, random_final, strict=True)]
         frac = statistics.median(fractions)
         reached = sum(math.isfinite(f) for f in fractions)
+        beats = "-" if name == PEER else f"{sum(a < b for a, b in zip(finals, peer_final, strict=True))}/{len(runs)}"
         lines.append(f"| {name} | {best:.4f} | {'n/r' if math.isinf(frac) else f'{frac:.2f}'} | "
-                     f"{reached}/{len(runs)} |")
+                     f"{reached}/{len(runs)} | {beats} |")
     return "\n".join(lines)
 
 
