@@ -17,7 +17,7 @@ quickstart: install
 	$(VENV)/bin/tuner run jobs/quickstart.yaml
 
 test: install
-	$(PY) -m pytest -q -m "slow or not slow"; rc=$$?; [ $$rc -eq 5 ] && exit 0 || exit $$rc
+	$(PY) -m pytest -q -m "slow or not slow" --durations=12; rc=$$?; [ $$rc -eq 5 ] && exit 0 || exit $$rc
 
 lint: install
 	$(VENV)/bin/ruff check tuner tests bench

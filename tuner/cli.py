@@ -1,4 +1,4 @@
-"""``tuner`` command line: validate, run, results.
+"""``tuner`` command line: validate, run, results, sweeps list/show.
 
 Exit codes: 0 success; 2 invalid spec or usage (every problem printed with its dotted key, nothing started);
 1 a runtime failure, with a message that says what failed.
@@ -7,7 +7,7 @@ Exit codes: 0 success; 2 invalid spec or usage (every problem printed with its d
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -19,8 +19,16 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 
+sweeps_app = typer.Typer(no_args_is_help=True, help="The sweeps recorded in the sweep store.")
+app.add_typer(sweeps_app, name="sweeps")
+
 SetOpt = Annotated[list[str] | None, typer.Option("--set", help="Override a spec key: --set train.lr=1.0e-3 "
                                                                 "(repeatable; values are YAML).")]
+StoreOpt = Annotated[str | None, typer.Option("--store", help="The sweep store: a SQLAlchemy URL "
+                                                             "(postgresql://host/db, sqlite:///path) or a SQLite file; "
+                                                             "default <storage>/tuner.db.")]
+StorageOpt = Annotated[Path, typer.Option("--storage", help="The sweeps' storage directory (the spec's `storage`), "
+                                                            "where the default store lies.")]
 
 
 def _load(spec_path: Path, overrides: list[str] | None) -> Spec:
@@ -63,20 +71,25 @@ def run(spec: Annotated[Path, typer.Argument(help="The sweep spec (YAML).")], se
         address: Annotated[str | None, typer.Option(help="Ray cluster address (default: RAY_ADDRESS, else an "
                                                          "embedded local Ray).")] = None,
         overwrite: Annotated[bool, typer.Option(help="Replace the results of an earlier sweep of this name.")] = False,
-        verbose: Annotated[bool, typer.Option(help="Show the trials' own output.")] = False) -> None:
-    """Run a sweep and print its leaderboard."""
+        verbose: Annotated[bool, typer.Option(help="Show the trials' own output.")] = False,
+        store: StoreOpt = None) -> None:
+    """Run a sweep and print its leaderboard; every result is recorded in the sweep store as it arrives."""
     from tuner.data import DataError
     from tuner.report import print_summary
+    from tuner.store import StoreError
     from tuner.sweep import run_sweep
 
     s = _load(spec, set_)
     err.print(f"running {_describe(s)}", highlight=False)
     try:
-        result = run_sweep(s, address=address, overwrite=overwrite, verbose=verbose)
+        result = run_sweep(s, address=address, overwrite=overwrite, verbose=verbose, store=store)
     except SpecError as e:
         _fail_spec(e)
     except DataError as e:
         _fail_spec(SpecError([(e.key, str(e))], str(spec)))
+    except StoreError as e:
+        err.print(f"[bold red]--store:[/bold red] {e}", highlight=False)
+        raise typer.Exit(2) from None
     except KeyboardInterrupt:
         err.print("interrupted")
         raise typer.Exit(130) from None
@@ -109,6 +122,61 @@ def results(path: Annotated[Path, typer.Argument(help="A sweep directory (<stora
     except (ValueError, KeyError, TypeError, AttributeError) as e:
         err.print(f"[bold red]{path}: not a tuner summary.json[/bold red] ({type(e).__name__}: {e})")
         raise typer.Exit(2) from None
+
+
+def _store(url: str | None, storage: Path, name: str | None = None) -> Any:
+    """The store to read (creating nothing); exit 2 if it cannot be opened."""
+    from tuner.store import NoStore, StoreError, open_store
+
+    try:
+        return open_store(url, storage, create=False)
+    except NoStore as e:
+        what = f"no sweep named {name!r}: " if name else ""
+        err.print(f"[bold red]{what}{e}[/bold red] (pass --storage DIR or --store URL)", highlight=False)
+        raise typer.Exit(2) from None
+    except StoreError as e:
+        err.print(f"[bold red]--store:[/bold red] {e}", highlight=False)
+        raise typer.Exit(2) from None
+
+
+@sweeps_app.command("list")
+def sweeps_list(storage: StorageOpt = Path("./sweeps"), store: StoreOpt = None) -> None:
+    """List the sweeps in the store, newest first: status, trials, best value, compute spent."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from tuner.report import print_sweeps
+    from tuner.store import list_sweeps, safe_url
+
+    engine = _store(store, storage)
+    try:
+        print_sweeps(list_sweeps(engine), out, safe_url(engine.url))
+    except SQLAlchemyError as e:
+        err.print(f"[bold red]reading the sweep store failed:[/bold red] {type(e).__name__}: {e}", highlight=False)
+        raise typer.Exit(1) from None
+    finally:
+        engine.dispose()
+
+
+@sweeps_app.command("show")
+def sweeps_show(name: Annotated[str, typer.Argument(help="The sweep's name.")],
+                storage: StorageOpt = Path("./sweeps"), store: StoreOpt = None) -> None:
+    """Print a sweep's leaderboard from the store, with the compute it spent (also while it runs)."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from tuner.report import print_store_leaderboard
+    from tuner.store import UnknownSweep, safe_url, sweep_leaderboard
+
+    engine = _store(store, storage, name)
+    try:
+        print_store_leaderboard(sweep_leaderboard(engine, name), out)
+    except UnknownSweep as e:
+        err.print(f"[bold red]{e}[/bold red] ({safe_url(engine.url)})", highlight=False)
+        raise typer.Exit(2) from None
+    except SQLAlchemyError as e:
+        err.print(f"[bold red]reading the sweep store failed:[/bold red] {type(e).__name__}: {e}", highlight=False)
+        raise typer.Exit(1) from None
+    finally:
+        engine.dispose()
 
 
 def main() -> None:

@@ -61,8 +61,7 @@ def leaderboard_table(summary: dict[str, Any], limit: int = 20) -> Table:
 
 def print_summary(summary: dict[str, Any], console: Console | None = None) -> None:
     console = console or Console()
-    if not console.is_terminal:
-        console.width = max(console.width, 200)  # a log or a pipe: don't squeeze the table into 80 columns
+    _wide(console)
     console.print(leaderboard_table(summary))
     best, c = summary.get("best"), summary["compute"]
     tokens = f", {c['tokens']:,} tokens" if c.get("tokens") else ""
@@ -78,3 +77,66 @@ def print_summary(summary: dict[str, Any], console: Console | None = None) -> No
     errors = [t for t in summary["trials"] if t.get("error")]
     for t in errors[:5]:
         console.print(f"[red]trial {t['trial_id']} failed:[/red] {t['error']}", highlight=False)
+
+
+# ---- from the sweep store (tuner.store) ------------------------------------------------------------------------
+
+
+def _when(t: Any) -> str:
+    return t.astimezone().strftime("%Y-%m-%d %H:%M") if t is not None else "-"
+
+
+def _wide(console: Console) -> None:
+    if not console.is_terminal:
+        console.width = max(console.width, 200)  # a log or a pipe: don't squeeze the table into 80 columns
+
+
+def print_sweeps(sweeps: list[dict[str, Any]], console: Console, where: str) -> None:
+    """``tuner sweeps list``: one row per sweep of the store (tuner.store.list_sweeps), newest first."""
+    _wide(console)
+    table = Table(title=f"{len(sweeps)} sweep(s) in {where}")
+    for col in ("name", "status", "trials", "metric", "best", "trial", "trial_s", "iterations", "tokens", "created"):
+        table.add_column(col, justify="left" if col in ("name", "status", "metric", "trial", "created") else "right",
+                         no_wrap=True)
+    style = {"running": "cyan", "interrupted": "yellow", "failed": "red"}
+    for w in sweeps:
+        c = w["compute"]
+        table.add_row(w["name"], w["status"], str(w["trials"]), f"{w['metric']} ({w['mode']})", _fmt(w["best_value"]),
+                      _fmt(w["best_trial_id"]), f"{c['trial_seconds']:.0f}", str(c["iterations"]),
+                      f"{c['tokens']:,}" if c["tokens"] is not None else "-", _when(w["created_at"]),
+                      style=style.get(w["status"]))
+    console.print(table)
+
+
+def print_store_leaderboard(board: dict[str, Any], console: Console, limit: int = 50) -> None:
+    """``tuner sweeps show NAME``: the trials ranked from the store (tuner.store.sweep_leaderboard), and the compute
+    the sweep spent."""
+    _wide(console)
+    rows = board["leaderboard"]
+    keys = list(dict.fromkeys(k for r in rows for k in r["config"]))
+    with_tokens = any(r["tokens"] is not None for r in rows)
+    table = Table(title=f"{board['name']} ({board['status']}): {len(rows)} trials, {board['metric']} ({board['mode']})")
+    columns = ["rank", "trial_id", "state", board["metric"], *keys, "iterations", *(["tokens"] if with_tokens else []),
+               "time_s"]
+    for col, header in zip(columns, _short(columns), strict=True):
+        table.add_column(header, justify="left" if col in ("trial_id", "state") else "right", no_wrap=True)
+    for r in rows[:limit]:
+        cells = [r["rank"], r["trial_id"], r["state"], r["value"], *(r["config"].get(k) for k in keys), r["iterations"],
+                 *([r["tokens"]] if with_tokens else []), round(r["seconds"] or 0.0, 1)]
+        style = "bold green" if r["rank"] == 1 and r["value"] is not None else None
+        table.add_row(*(_fmt(v) for v in cells), style=style)
+    console.print(table)
+    c = board["compute"]
+    tokens = f", {c['tokens']:,} tokens" if c.get("tokens") else ""
+    console.print(f"compute: {c['trial_seconds']:.0f} trial-seconds, {c['iterations']} iterations{tokens} "
+                  f"over {board['trials']} trials", highlight=False)
+    best = next((r for r in rows if r["rank"] == 1 and r["value"] is not None), None)
+    if best:
+        console.print(f"best: trial {best['trial_id']} {board['metric']}={best['value']:.4f} config={best['config']}",
+                      highlight=False)
+        if best.get("checkpoint"):
+            console.print(f"best checkpoint: {best['checkpoint']}", highlight=False)
+    console.print(f"results: {board['storage']} (started {_when(board['created_at'])}, "
+                  f"ended {_when(board['finished_at'])})", highlight=False)
+    for r in [r for r in rows if r.get("error")][:5]:
+        console.print(f"[red]trial {r['trial_id']} failed:[/red] {r['error']}", highlight=False)

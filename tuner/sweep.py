@@ -9,13 +9,16 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tuner import space as sp
 from tuner.budget import Budget, budget
 from tuner.checks import load_trainable
 from tuner.space import python_value
 from tuner.spec import Spec, SpecError, TrialSpec, upper_bound
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
 
 # Ray's bookkeeping fields that say nothing about a trial's outcome (the tag repeats the whole config).
 _NOISE = ("config", "experiment_tag", "should_checkpoint", "checkpoint_dir_name")
@@ -152,45 +155,104 @@ def build_tuner(spec: Spec, b: Budget, trainable: Any, data_dir: Path | None, *,
 
 
 def run_sweep(spec: Spec, *, address: str | None = None, overwrite: bool = False, verbose: bool = False,
-              console: Any = None) -> SweepResult:
-    from rich.console import Console
+              console: Any = None, store: str | None = None) -> SweepResult:
+    """Run the sweep; its trials and every result they report are recorded in the sweep store as they arrive
+    (``store``: a SQLAlchemy URL; default ``<storage>/tuner.db``)."""
 
     from tuner.placement import fit_to_cluster
-    from tuner.progress import ProgressLine
 
     check_destination(spec, overwrite)
-    b = budget(spec)
-    trainable, data_dir = make_trainable(spec)
-    started = init_ray(address, verbose, dashboard=spec.resources.workers_per_trial > 1)
+    engine, replace = open_sweep_store(spec, store, overwrite)
     try:
-        spec = fit_to_cluster(spec)
-    except SpecError:
-        if started:
-            import ray
+        b = budget(spec)
+        trainable, data_dir = make_trainable(spec)
+        started = init_ray(address, verbose, dashboard=spec.resources.workers_per_trial > 1)
+        try:
+            spec = fit_to_cluster(spec)
+        except SpecError:
+            if started:
+                import ray
 
-            ray.shutdown()
-        raise
-    progress = ProgressLine(spec.search.metric, spec.search.mode, num_trials(spec),
-                            console=console or Console(stderr=True))
-    try:
-        if overwrite and spec.sweep_dir.exists():
-            shutil.rmtree(spec.sweep_dir)  # checked by check_destination: an earlier sweep of this name
-        grid = build_tuner(spec, b, trainable, data_dir, callbacks=[progress]).fit()
+                ray.shutdown()
+            raise
+        return _run(spec, b, trainable, data_dir, engine, replace=replace, overwrite=overwrite, started=started,
+                    console=console)
     finally:
-        progress.close()
-        if started:
-            import ray
+        engine.dispose()
 
-            ray.shutdown()
-    summary = summarize(spec, grid, b)
-    # Tune traps Ctrl+C and returns from fit(): say so rather than pass a half-run sweep off as finished.
-    summary["interrupted"] = progress.done < num_trials(spec)
-    if not spec.is_custom and summary["best"] and summary["best"].get("checkpoint"):
-        from tuner.trial import export_model
 
-        summary["best_model"] = str(export_model(summary["best"]["checkpoint"], spec.sweep_dir / "best_model"))
-    write_results(spec.sweep_dir, summary)
+def _run(spec: Spec, b: Budget, trainable: Any, data_dir: Path | None, engine: Engine, *, replace: bool,
+         overwrite: bool, started: bool, console: Any) -> SweepResult:
+    from rich.console import Console
+
+    from tuner.progress import ProgressLine
+    from tuner.recorder import StoreCallback
+    from tuner.store import start_sweep
+
+    s = spec.search
+    progress = ProgressLine(s.metric, s.mode, num_trials(spec), console=console or Console(stderr=True))
+    sweep_id: int | None = None
+    try:
+        try:
+            if overwrite and spec.sweep_dir.exists():
+                shutil.rmtree(spec.sweep_dir)  # checked by check_destination: an earlier sweep of this name
+            sweep_id = start_sweep(engine, spec.name, spec=spec.model_dump(mode="json"), storage=str(spec.sweep_dir),
+                                   metric=s.metric, mode=s.mode, replace=replace)
+            recorder = StoreCallback(engine, sweep_id, list(s.space), nested=not spec.is_custom, time_attr=b.time_attr,
+                                     max_t=None if s.scheduler == "fifo" else b.max_t)
+            grid = build_tuner(spec, b, trainable, data_dir, callbacks=[progress, recorder]).fit()
+        finally:
+            progress.close()
+            if started:
+                import ray
+
+                ray.shutdown()
+        summary = summarize(spec, grid, b)
+        # Tune traps Ctrl+C and returns from fit(): say so rather than pass a half-run sweep off as finished.
+        summary["interrupted"] = progress.done < num_trials(spec)
+        if not spec.is_custom and summary["best"] and summary["best"].get("checkpoint"):
+            from tuner.trial import export_model
+
+            summary["best_model"] = str(export_model(summary["best"]["checkpoint"], spec.sweep_dir / "best_model"))
+        write_results(spec.sweep_dir, summary)
+    except BaseException as e:
+        if sweep_id is not None:
+            _end_in_store(engine, sweep_id, "interrupted" if isinstance(e, KeyboardInterrupt) else "failed")
+        raise
+    _end_in_store(engine, sweep_id, "interrupted" if summary["interrupted"] else "finished", best=summary["best"],
+                  trials=summary["trials"])
     return SweepResult(spec.sweep_dir, summary)
+
+
+def open_sweep_store(spec: Spec, url: str | None, overwrite: bool) -> tuple[Engine, bool]:
+    """The sweep store's engine, and whether the store's record of an earlier sweep of this name is to be replaced:
+    with --overwrite, or when it is the record of this very directory (whose results check_destination found gone).
+    A sweep of this name elsewhere is a clash, refused before anything starts."""
+    from tuner.store import find_sweep, open_store, safe_url
+
+    engine = open_store(url, spec.sweep_dir.parent)
+    try:
+        old = find_sweep(engine, spec.name)
+    except BaseException:
+        engine.dispose()
+        raise
+    if old is None or overwrite or old["storage"] == str(spec.sweep_dir):
+        return engine, old is not None
+    engine.dispose()
+    raise SpecError([("name", f"the sweep store {safe_url(engine.url)} already holds a sweep named {spec.name} "
+                              f"(results in {old['storage']}); pass --overwrite to replace it, "
+                              f"or --set name=<another>")])
+
+
+def _end_in_store(engine: Engine, sweep_id: int, status: str, **final: Any) -> None:
+    """Mark the sweep ended in the store; a store that fails here costs a warning, never the sweep's outcome (its
+    results are in summary.json) nor the error that ended it."""
+    from tuner.store import finish_sweep
+
+    try:
+        finish_sweep(engine, sweep_id, status, **final)
+    except Exception as e:
+        logging.getLogger(__name__).warning("sweep store: could not mark the sweep %s: %s", status, e)
 
 
 def _checkpoint_config(spec: Spec) -> Any:
