@@ -1,4 +1,4 @@
-"""``tuner`` command line: validate, run, results, sweeps list/show.
+"""``tuner`` command line: validate, run, results, sweeps list/show, submit, jobs list/status/logs/stop.
 
 Exit codes: 0 success; 2 invalid spec or usage (every problem printed with its dotted key, nothing started);
 1 a runtime failure, with a message that says what failed.
@@ -107,6 +107,63 @@ def run(spec: Annotated[Path, typer.Argument(help="The sweep spec (YAML).")], se
 
 
 @app.command()
+def resume(name: Annotated[str, typer.Argument(help="The sweep's name (or its directory).")],
+           storage: StorageOpt = Path("./sweeps"),
+           address: Annotated[str | None, typer.Option(help="Ray cluster address (default: RAY_ADDRESS, else an "
+                                                            "embedded local Ray).")] = None,
+           verbose: Annotated[bool, typer.Option(help="Show the trials' own output.")] = False,
+           store: StoreOpt = None) -> None:
+    """Finish a sweep whose driver died: unfinished trials continue from their checkpoints, finished ones stay."""
+    from tuner.report import print_summary
+    from tuner.resume import resume_sweep
+
+    d = Path(name) if Path(name).is_dir() else storage / name
+    err.print(f"resuming {d}", highlight=False)
+    try:
+        result = resume_sweep(d, address=address, verbose=verbose, store=store)
+    except SpecError as e:
+        _fail_spec(e)
+        return
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        raise typer.Exit(130) from None
+    except Exception as e:  # a runtime failure: say what failed, without a traceback
+        err.print(f"[bold red]resuming {name} failed:[/bold red] {type(e).__name__}: {e}", highlight=False)
+        raise typer.Exit(1) from None
+    print_summary(result.summary, out)
+    if result.summary.get("interrupted"):
+        raise typer.Exit(130)
+
+
+@app.command()
+def extend(name: Annotated[str, typer.Argument(help="The finished sweep's name (or its directory).")],
+           trials: Annotated[int, typer.Option("--trials", min=1, help="How many trials to add.")],
+           storage: StorageOpt = Path("./sweeps"),
+           address: Annotated[str | None, typer.Option(help="Ray cluster address (default: RAY_ADDRESS, else an "
+                                                            "embedded local Ray).")] = None,
+           verbose: Annotated[bool, typer.Option(help="Show the trials' own output.")] = False,
+           store: StoreOpt = None) -> None:
+    """Add trials to a finished sweep; its searcher starts from every past observation."""
+    from tuner.extend import extend_sweep
+    from tuner.report import print_summary
+
+    d = Path(name) if Path(name).is_dir() else storage / name
+    err.print(f"extending {d} by {trials} trial(s)", highlight=False)
+    try:
+        result = extend_sweep(d, trials, address=address, verbose=verbose, store=store)
+    except SpecError as e:
+        _fail_spec(e)
+        return
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        raise typer.Exit(130) from None
+    except Exception as e:  # a runtime failure: say what failed, without a traceback
+        err.print(f"[bold red]extending {name} failed:[/bold red] {type(e).__name__}: {e}", highlight=False)
+        raise typer.Exit(1) from None
+    print_summary(result.summary, out)
+
+
+@app.command()
 def results(path: Annotated[Path, typer.Argument(help="A sweep directory (<storage>/<name>) or its summary.json.")],
             ) -> None:
     """Print the leaderboard of a finished sweep from disk."""
@@ -177,6 +234,16 @@ def sweeps_show(name: Annotated[str, typer.Argument(help="The sweep's name.")],
         raise typer.Exit(1) from None
     finally:
         engine.dispose()
+
+
+def _register_remote() -> None:
+    from tuner.cli_jobs import jobs_app, submit
+
+    app.command()(submit)
+    app.add_typer(jobs_app, name="jobs")
+
+
+_register_remote()
 
 
 def main() -> None:

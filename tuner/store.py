@@ -319,6 +319,17 @@ def finish_sweep(engine: Engine, sweep_id: int, status: str, *, best: dict[str, 
         s.commit()
 
 
+def reopen_sweep(engine: Engine, name: str) -> int:
+    """Mark a sweep running again (tuner resume); its id. Its trials and results stay."""
+    with Session(engine) as s:
+        sweep = s.scalar(select(Sweep).where(Sweep.name == name))
+        if sweep is None:
+            raise UnknownSweep(f"no sweep named {name!r} in the store")
+        sweep.status, sweep.finished_at = "running", None
+        s.commit()
+        return sweep.id
+
+
 # ---- reading --------------------------------------------------------------------------------------------------
 
 

@@ -52,7 +52,8 @@ def check_destination(spec: Spec, overwrite: bool) -> None:
 
 
 def is_sweep_dir(d: Path) -> bool:
-    return (d / "summary.json").is_file() or (d / "tuner.pkl").is_file() or any(d.glob("experiment_state-*.json"))
+    return ((d / "summary.json").is_file() or (d / "tuner.pkl").is_file() or (d / SAVED_SPEC).is_file()
+            or any(d.glob("experiment_state-*.json")))
 
 
 def prepare_data(spec: Spec) -> Path:
@@ -94,7 +95,8 @@ def init_ray(address: str | None, verbose: bool, *, dashboard: bool = False) -> 
     if address or os.environ.get("RAY_ADDRESS"):
         ray.init(address=address, log_to_driver=verbose, logging_level=logging.WARNING)
     else:
-        ray.init(include_dashboard=dashboard, dashboard_host="127.0.0.1", log_to_driver=verbose,
+        # "local": a new embedded Ray even when `ray start` runs on this machine (ray.init() would join that one).
+        ray.init(address="local", include_dashboard=dashboard, dashboard_host="127.0.0.1", log_to_driver=verbose,
                  logging_level=logging.WARNING)
     return True
 
@@ -114,12 +116,17 @@ def make_trainable(spec: Spec) -> tuple[Any, Path | None]:
 
 
 def build_tuner(spec: Spec, b: Budget, trainable: Any, data_dir: Path | None, *, callbacks: list[Any],
-                stop: Any = None) -> Any:
+                stop: Any = None, searcher: Any = None) -> Any:
     """The ray.tune.Tuner of a sweep: tuner's searcher and scheduler, checkpoint policy and result loggers."""
     # Checkpointing at every report makes Tune warn about experiment-state snapshots; they are cheap here.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     # Tune's newer console output prints its own banner whatever the verbosity; ours is the progress line.
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    # Tune saves the experiment's state (what `tuner resume` restores) every 10 s or more by default; a trial
+    # started since the last save is unknown to a restored sweep. Saving every second costs little for the few
+    # long trials of LLM sweeps; many-trial custom sweeps keep Tune's adaptive period.
+    if num_trials(spec) <= 200:
+        os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "1")
     from ray import tune
     from ray.tune.search import Searcher
 
@@ -127,17 +134,11 @@ def build_tuner(spec: Spec, b: Budget, trainable: Any, data_dir: Path | None, *,
     from tuner.schedulers import make_scheduler
     from tuner.search import make_searcher
 
-    s, r = spec.search, spec.resources
-    searcher = make_searcher(spec)
-    sharded = r.workers_per_trial > 1
-    if sharded:  # the trial drives a Ray Train run, whose placement group reserves the workers' resources
-        from tuner.sharded import DRIVER_BUNDLE
-
-        resources: Any = tune.PlacementGroupFactory([DRIVER_BUNDLE])
-    else:
-        resources = {"cpu": r.cpus_per_worker, "gpu": r.gpus_per_worker}
+    s = spec.search
+    searcher = searcher or make_searcher(spec)
+    sharded = spec.resources.workers_per_trial > 1
     return tune.Tuner(
-        tune.with_resources(trainable, resources),
+        with_trial_resources(trainable, spec),
         param_space=param_space(spec, b, data_dir),
         tune_config=tune.TuneConfig(
             metric=s.metric, mode=s.mode, search_alg=searcher, scheduler=make_scheduler(spec, b),
@@ -154,12 +155,77 @@ def build_tuner(spec: Spec, b: Budget, trainable: Any, data_dir: Path | None, *,
     )
 
 
+def fit_to_cluster_or_stop(spec: Spec, started: bool) -> Spec:
+    """The placement pre-flight (tuner.placement); an embedded Ray we started is stopped if it fails."""
+    from tuner.placement import fit_to_cluster
+
+    try:
+        return fit_to_cluster(spec)
+    except SpecError:
+        if started:
+            import ray
+
+            ray.shutdown()
+        raise
+
+
+def with_trial_resources(trainable: Any, spec: Spec) -> Any:
+    from ray import tune
+
+    r = spec.resources
+    if r.workers_per_trial > 1:  # the trial drives a Ray Train run, whose placement group reserves the workers
+        from tuner.sharded import DRIVER_BUNDLE
+
+        return tune.with_resources(trainable, tune.PlacementGroupFactory([DRIVER_BUNDLE]))
+    return tune.with_resources(trainable, {"cpu": r.cpus_per_worker, "gpu": r.gpus_per_worker})
+
+
+SAVED_SPEC = "tuner_spec.json"
+
+
+def save_spec(spec: Spec) -> None:
+    """The validated spec beside the results, for `tuner resume` (absolute paths; the spec file may be gone)."""
+    spec.sweep_dir.mkdir(parents=True, exist_ok=True)
+    raw = {**spec.model_dump(mode="json", exclude_unset=True), "storage": str(spec.sweep_dir.parent)}
+    (spec.sweep_dir / SAVED_SPEC).write_text(json.dumps({"spec": raw, "spec_dir": spec.spec_dir}, indent=1))
+
+
+def saved_spec(sweep_dir: Path) -> Spec:
+    from tuner.spec import validate
+
+    path = sweep_dir / SAVED_SPEC
+    if not path.is_file():
+        raise SpecError([("name", f"{sweep_dir} holds no sweep tuner can resume (no {SAVED_SPEC})")])
+    saved = json.loads(path.read_text())
+    return validate(saved["spec"], spec_dir=saved["spec_dir"], source=str(path))
+
+
+def finish(spec: Spec, grid: Any, b: Budget) -> dict[str, Any]:
+    """summary.json, leaderboard.csv and the best model, from a finished (or interrupted) Tune run."""
+    summary = summarize(spec, grid, b)
+    # Tune traps Ctrl+C and returns from fit(): say so rather than pass a half-run sweep off as finished.
+    summary["interrupted"] = ended_trials(grid) < num_trials(spec)
+    if not spec.is_custom and summary["best"] and summary["best"].get("checkpoint"):
+        from tuner.trial import export_model
+
+        summary["best_model"] = str(export_model(summary["best"]["checkpoint"], spec.sweep_dir / "best_model"))
+    if not summary["interrupted"]:  # an interrupted sweep may still be resumed from any of them
+        from tuner.checkpoints import prune
+
+        summary["compute"]["checkpoints_pruned"] = prune(summary["trials"])
+    write_results(spec.sweep_dir, summary)
+    return summary
+
+
+def ended_trials(grid: Any) -> int:
+    trials = grid._experiment_analysis.trials  # ResultGrid lists results, not the trials' states
+    return sum(t.status in ("TERMINATED", "ERROR") for t in trials)
+
+
 def run_sweep(spec: Spec, *, address: str | None = None, overwrite: bool = False, verbose: bool = False,
               console: Any = None, store: str | None = None) -> SweepResult:
     """Run the sweep; its trials and every result they report are recorded in the sweep store as they arrive
     (``store``: a SQLAlchemy URL; default ``<storage>/tuner.db``)."""
-
-    from tuner.placement import fit_to_cluster
 
     check_destination(spec, overwrite)
     engine, replace = open_sweep_store(spec, store, overwrite)
@@ -167,14 +233,7 @@ def run_sweep(spec: Spec, *, address: str | None = None, overwrite: bool = False
         b = budget(spec)
         trainable, data_dir = make_trainable(spec)
         started = init_ray(address, verbose, dashboard=spec.resources.workers_per_trial > 1)
-        try:
-            spec = fit_to_cluster(spec)
-        except SpecError:
-            if started:
-                import ray
-
-                ray.shutdown()
-            raise
+        spec = fit_to_cluster_or_stop(spec, started)
         return _run(spec, b, trainable, data_dir, engine, replace=replace, overwrite=overwrite, started=started,
                     console=console)
     finally:
@@ -198,6 +257,7 @@ def _run(spec: Spec, b: Budget, trainable: Any, data_dir: Path | None, engine: E
                 shutil.rmtree(spec.sweep_dir)  # checked by check_destination: an earlier sweep of this name
             sweep_id = start_sweep(engine, spec.name, spec=spec.model_dump(mode="json"), storage=str(spec.sweep_dir),
                                    metric=s.metric, mode=s.mode, replace=replace)
+            save_spec(spec)
             recorder = StoreCallback(engine, sweep_id, list(s.space), nested=not spec.is_custom, time_attr=b.time_attr,
                                      max_t=None if s.scheduler == "fifo" else b.max_t)
             grid = build_tuner(spec, b, trainable, data_dir, callbacks=[progress, recorder]).fit()
@@ -207,14 +267,7 @@ def _run(spec: Spec, b: Budget, trainable: Any, data_dir: Path | None, engine: E
                 import ray
 
                 ray.shutdown()
-        summary = summarize(spec, grid, b)
-        # Tune traps Ctrl+C and returns from fit(): say so rather than pass a half-run sweep off as finished.
-        summary["interrupted"] = progress.done < num_trials(spec)
-        if not spec.is_custom and summary["best"] and summary["best"].get("checkpoint"):
-            from tuner.trial import export_model
-
-            summary["best_model"] = str(export_model(summary["best"]["checkpoint"], spec.sweep_dir / "best_model"))
-        write_results(spec.sweep_dir, summary)
+        summary = finish(spec, grid, b)
     except BaseException as e:
         if sweep_id is not None:
             _end_in_store(engine, sweep_id, "interrupted" if isinstance(e, KeyboardInterrupt) else "failed")
@@ -256,15 +309,12 @@ def _end_in_store(engine: Engine, sweep_id: int, status: str, **final: Any) -> N
 
 
 def _checkpoint_config(spec: Spec) -> Any:
-    """Each trial keeps its best checkpoint and its latest; population schedulers keep all of them, since an
-    exploiting trial restores from a donor's checkpoint that may no longer be the donor's best or latest."""
+    """Every checkpoint is kept while the sweep runs; at its end each trial keeps its best and its latest
+    (tuner.checkpoints says why)."""
     from ray import tune
 
-    from tuner.spec import POPULATION_SCHEDULERS
-
     s = spec.search
-    keep = None if s.scheduler in POPULATION_SCHEDULERS else 1
-    return tune.CheckpointConfig(num_to_keep=keep, checkpoint_score_attribute=s.metric, checkpoint_score_order=s.mode)
+    return tune.CheckpointConfig(num_to_keep=None, checkpoint_score_attribute=s.metric, checkpoint_score_order=s.mode)
 
 
 def _trial_name(trial: Any) -> str:

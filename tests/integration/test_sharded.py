@@ -26,12 +26,12 @@ def rows(trial: dict) -> list[dict]:
 
 def test_pbt_exploits_two_worker_fsdp_trials(ray_local, tiny_raw):
     steps_per_report = 10
-    # Two perturbations (at 30 and 60 steps): a donor's checkpoint is the one it had at its own last perturbation,
+    # Two perturbations (at 20 and 40 steps): a donor's checkpoint is the one it had at its own last perturbation,
     # so the first perturbation may find none to clone.
     spec = validate(tiny_raw(
-        train={"max_steps": 90, "eval_every": steps_per_report, "warmup_steps": 0, "min_lr_ratio": 1.0},
+        train={"max_steps": 60, "eval_every": steps_per_report, "warmup_steps": 0, "min_lr_ratio": 1.0},
         search={"scheduler": "pbt", "algorithm": "random", "num_trials": 2, "quantile_fraction": 0.5,
-                "perturbation_interval": 30 * 4 * 2 * 32,  # 30 steps' tokens
+                "perturbation_interval": 20 * 4 * 2 * 32,  # 20 steps' tokens
                 "space": {"train.lr": {"choice": [1.0e-4, 2.0e-2]}}, "points_to_evaluate": [
                     {"train.lr": 1.0e-4}, {"train.lr": 2.0e-2}]},
         resources={"workers_per_trial": 2, "cpus_per_worker": 0.5, "strategy": "fsdp"}))

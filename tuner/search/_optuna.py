@@ -11,6 +11,7 @@ def optuna(spec: Any) -> Any:
     try:
         import optuna as ot
         from ray.tune.search.optuna import OptunaSearch
+        from ray.tune.utils import flatten_dict
     except ImportError as e:  # pragma: no cover - optuna is a core dependency
         raise ImportError("algorithm optuna needs optuna: pip install optuna cmaes") from e
     s = spec.search
@@ -22,4 +23,6 @@ def optuna(spec: Any) -> Any:
         "cmaes": lambda: ot.samplers.CmaEsSampler(seed=seed, n_startup_trials=startup),
         "random": lambda: ot.samplers.RandomSampler(seed=seed),
     }
-    return OptunaSearch(sampler=samplers[s.sampler or "tpe"](), points_to_evaluate=initial_points(spec) or None)
+    # OptunaSearch names nested parameters "train/lr" and wants the points to evaluate flat in the same way.
+    points = [flatten_dict(p) for p in initial_points(spec)]
+    return OptunaSearch(sampler=samplers[s.sampler or "tpe"](), points_to_evaluate=points or None)

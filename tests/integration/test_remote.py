@@ -1,0 +1,95 @@
+"""Sweeps submitted to a real local head (`ray start --head` on 127.0.0.1, token auth on) through the Jobs API:
+`tuner submit --wait`, the raw `ray job submit` path, `tuner jobs`, and the one-line connection/auth errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+VENV_BIN = Path(sys.executable).parent
+
+
+def tuner(*args: str, env: dict | None = None, timeout: int = 400) -> subprocess.CompletedProcess:
+    base = {**os.environ, "RAY_AUTH_MODE": "token", "PATH": f"{VENV_BIN}:{os.environ['PATH']}"}
+    base.pop("RAY_ADDRESS", None)
+    return subprocess.run([sys.executable, "-m", "tuner", *args], capture_output=True, text=True, timeout=timeout,
+                          env={**base, **(env or {})})
+
+
+def closed_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def job_dir(tmp_path, corpus, tiny_raw) -> Path:
+    """What a user ships: a directory with the spec and its data; results go to an absolute storage path."""
+    d = tmp_path / "job"
+    d.mkdir()
+    (d / "corpus.txt").write_text(Path(corpus).read_text()[:200_000])
+    spec = tiny_raw(name="remote", storage=str(tmp_path / "sweeps"), train={"max_steps": 10})
+    spec["data"]["source"] = "corpus.txt"  # relative to the spec: resolved where the job runs
+    (d / "spec.yaml").write_text(yaml.safe_dump(spec))
+    return d
+
+
+def test_submit_and_wait_runs_the_sweep_on_the_head(ray_head, job_dir, tmp_path):
+    started, submitted_at = time.monotonic(), time.time()
+    r = tuner("submit", str(job_dir / "spec.yaml"), "--address", ray_head.dashboard, "--wait",
+              "--set", "search.num_trials=2")
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    job = r.stdout.split("submitted ", 1)[1].split()[0]
+    assert f"{job}: SUCCEEDED" in r.stdout and "best:" in r.stdout  # the sweep's own output, followed
+    summary = json.loads((tmp_path / "sweeps" / "remote" / "summary.json").read_text())
+    assert len(summary["trials"]) == 2 and summary["best"]["value"] < 5.0
+    first = min(json.loads(line)["timestamp"] for f in (tmp_path / "sweeps" / "remote").glob("trial_*/result.json")
+                for line in f.read_text().splitlines())
+    print(f"submit to first result: {first - submitted_at:.0f} s (1 s resolution); "
+          f"to the finished sweep: {time.monotonic() - started:.1f} s")
+
+    listed = tuner("jobs", "list", "--address", ray_head.dashboard)
+    assert listed.returncode == 0 and job in listed.stdout and "SUCCEEDED" in listed.stdout
+    status = tuner("jobs", "status", job, "--address", ray_head.dashboard)
+    assert status.returncode == 0 and "SUCCEEDED" in status.stdout
+    logs = tuner("jobs", "logs", job, "--address", ray_head.dashboard)
+    assert logs.returncode == 0 and "best:" in logs.stdout
+    missing = tuner("jobs", "status", "tuner-nope", "--address", ray_head.dashboard)
+    assert missing.returncode == 1 and "no job tuner-nope" in missing.stderr
+
+
+def test_raw_ray_job_submit_runs_tuner(ray_head, job_dir, tmp_path):
+    env = {**os.environ, "RAY_AUTH_MODE": "token", "PATH": f"{VENV_BIN}:{os.environ['PATH']}"}
+    r = subprocess.run([str(VENV_BIN / "ray"), "job", "submit", "--address", ray_head.dashboard,
+                        "--working-dir", str(job_dir), "--", "python", "-m", "tuner", "run", "spec.yaml",
+                        "--set", "name=raw",
+                        "--set", "search.num_trials=1"], capture_output=True, text=True, timeout=400, env=env)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert "succeeded" in r.stdout.lower()
+    assert json.loads((tmp_path / "sweeps" / "raw" / "summary.json").read_text())["trials"]
+
+
+def test_a_bad_spec_is_refused_before_anything_is_submitted(ray_head, job_dir):
+    r = tuner("submit", str(job_dir / "spec.yaml"), "--address", ray_head.dashboard, "--set", "train.lr=-1")
+    assert r.returncode == 2 and "train.lr" in r.stderr
+    assert "submitted" not in r.stdout
+
+
+def test_unreachable_address_and_missing_token_are_one_line_errors(ray_head, job_dir):
+    closed = f"http://127.0.0.1:{closed_port()}"
+    r = tuner("jobs", "list", "--address", closed)
+    assert r.returncode == 1 and f"cannot reach a Ray cluster at {closed}" in r.stderr
+    assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    r = tuner("submit", str(job_dir / "spec.yaml"), "--address", ray_head.dashboard, env={"RAY_AUTH_MODE": "disabled"})
+    assert r.returncode == 1 and "requires a token" in r.stderr and "RAY_AUTH_MODE=token" in r.stderr
+    assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
