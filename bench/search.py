@@ -339,7 +339,7 @@ def main() -> None:
     import ray
 
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    context = ray.init(include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
+    context = ray.init(address="local", include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="tuner-bench-") as tmp:
         jobs = []

@@ -93,7 +93,7 @@ def main() -> None:
     from tuner.spec import validate
 
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    ray.init(include_dashboard=True, dashboard_host="127.0.0.1", log_to_driver=False,
+    ray.init(address="local", include_dashboard=True, dashboard_host="127.0.0.1", log_to_driver=False,
              logging_level=logging.ERROR)
     rows: dict[str, list[tuple[float, float]]] = {}
     with tempfile.TemporaryDirectory(prefix="tuner-sharded-") as tmp:

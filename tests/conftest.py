@@ -130,3 +130,7 @@ def ray_head(tmp_path_factory: pytest.TempPathFactory):
         head.wait(timeout=60)
     except subprocess.TimeoutExpired:
         os.killpg(head.pid, 9)
+    # `ray start` records its cluster for later ray.init() calls to join; ours is gone (`ray stop` would do this).
+    current = Path(os.environ.get("RAY_TMPDIR", "/tmp")) / "ray" / "ray_current_cluster"
+    if current.is_file() and current.read_text().strip().endswith(f":{port}"):
+        current.unlink()

@@ -218,6 +218,10 @@ def _check_search(spec: Spec, given: dict[str, Any]) -> list[Problem]:
             registry.check(name)
         except ValueError as e:
             out.append((key, str(e)))
+    if s.scheduler in POPULATION_SCHEDULERS and s.algorithm not in ("random", "grid"):
+        # Ray Tune refuses it at fit(): the population scheduler chooses the configurations itself.
+        out.append(("search.algorithm", f"{s.algorithm} cannot drive scheduler {s.scheduler} (it mutates the "
+                                        f"configurations itself): use algorithm random (or grid), or preset pbt"))
     if not spec.is_custom:
         if s.metric not in LLM_METRICS:
             out.append(("search.metric", f"the LLM trial reports {', '.join(LLM_METRICS)}; got {s.metric!r}"))

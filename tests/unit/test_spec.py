@@ -49,6 +49,7 @@ MALFORMED = [
     ("point outside the space", {"search": {"points_to_evaluate": [{"train.wd": 0.1}]}},
      "search.points_to_evaluate.0.train.wd"),
     ("fsdp on one worker", {"resources": {"strategy": "fsdp"}}, "resources.strategy"),
+    ("tpe driving pbt", {"search": {"algorithm": "tpe", "scheduler": "pbt"}}, "search.algorithm"),
     ("data without source", {"data": {"seq_len": 0}}, "data.seq_len"),
     ("negative cpus", {"resources": {"cpus_per_worker": -1}}, "resources.cpus_per_worker"),
     ("infinite learning rate", {"train": {"lr": float("inf")}}, "train.lr"),
