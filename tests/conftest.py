@@ -108,6 +108,9 @@ def ray_head(tmp_path_factory: pytest.TempPathFactory):
         head = subprocess.Popen(
             [f"{venv_bin}/ray", "start", "--head", "--block", "--node-ip-address", "127.0.0.1", "--port", str(port),
              "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dashboard), "--num-cpus", "2",
+             # Its own agent ports: the session's local Ray (ray_local) holds Ray's default ones.
+             "--dashboard-agent-listen-port", str(_free_port()), "--dashboard-agent-grpc-port", str(_free_port()),
+             "--runtime-env-agent-port", str(_free_port()), "--metrics-export-port", str(_free_port()),
              "--disable-usage-stats"], env=env, stdout=f, stderr=subprocess.STDOUT, start_new_session=True)
     address = f"http://127.0.0.1:{dashboard}"
     deadline = time.monotonic() + 90

@@ -20,6 +20,7 @@ from typing import Any
 from tuner.spec import load
 
 DEFAULT_ADDRESS = "http://127.0.0.1:8265"
+AGENT_WAIT_S = 60.0
 SWEEP_KEY = "tuner_sweep"  # job metadata: which jobs are tuner sweeps
 # Never shipped with the working dir: results, environments, caches.
 EXCLUDES = ["sweeps/", ".venv/", ".git/", "__pycache__/", "*.pt", "*.distcp", ".cache/"]
@@ -85,10 +86,19 @@ def submit(spec_path: str | Path, overrides: list[str], address: str | None, *, 
     spec = load(path, overrides)
     c = client(address)
     job_id = f"tuner-{spec.name}-{uuid.uuid4().hex[:8]}"
-    c.submit_job(entrypoint=entrypoint(path.name, overrides, python), submission_id=job_id,
-                 runtime_env={"working_dir": str(path.parent), "excludes": EXCLUDES},
-                 metadata={SWEEP_KEY: spec.name, "spec": path.name})
-    return job_id
+    deadline = time.monotonic() + AGENT_WAIT_S
+    while True:
+        try:
+            c.submit_job(entrypoint=entrypoint(path.name, overrides, python), submission_id=job_id,
+                         runtime_env={"working_dir": str(path.parent), "excludes": EXCLUDES},
+                         metadata={SWEEP_KEY: spec.name, "spec": path.name})
+            return job_id
+        except RuntimeError as e:
+            # A head that has just started answers before its job agent is up: "No available agent".
+            if "no available agent" in str(e).lower() and time.monotonic() < deadline:
+                time.sleep(2)
+                continue
+            raise RemoteError(f"the cluster at {address_of(address)} refused the job: {_first_line(e)}") from None
 
 
 def list_jobs(address: str | None) -> list[dict[str, Any]]:
