@@ -77,6 +77,7 @@ def test_a_ddp_trial_survives_a_killed_rank(ray_local, tiny_raw):
                              search={"num_trials": 1, "scheduler": "fifo"},
                              resources={"workers_per_trial": 2, "strategy": "ddp", "max_worker_failures": 1}))
     out: dict = {}
+    earlier = set(_train_worker_pids())  # another test's Train workers, if any are still about: not ours
     sweep = threading.Thread(target=lambda: out.setdefault("result", run_sweep(spec)))
     sweep.start()
     killed, seen = None, 0
@@ -84,7 +85,7 @@ def test_a_ddp_trial_survives_a_killed_rank(ray_local, tiny_raw):
     while sweep.is_alive() and killed is None and time.monotonic() < deadline:
         files = list(spec.sweep_dir.glob("trial_*/result.json"))
         seen = len(files[0].read_text().splitlines()) if files else 0
-        pids = _train_worker_pids()
+        pids = [p for p in _train_worker_pids() if p not in earlier]
         if seen >= 2 and len(pids) == 2:
             killed = pids[-1]
             os.kill(killed, signal.SIGKILL)
