@@ -24,39 +24,6 @@ def rows(trial: dict) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
 
 
-def test_pbt_exploits_two_worker_fsdp_trials(ray_local, tiny_raw):
-    steps_per_report = 10
-    # Two perturbations (at 20 and 40 steps): a donor's checkpoint is the one it had at its own last perturbation,
-    # so the first perturbation may find none to clone.
-    spec = validate(tiny_raw(
-        train={"max_steps": 60, "eval_every": steps_per_report, "warmup_steps": 0, "min_lr_ratio": 1.0},
-        search={"scheduler": "pbt", "algorithm": "random", "num_trials": 2, "quantile_fraction": 0.5,
-                "perturbation_interval": 20 * 4 * 2 * 32,  # 20 steps' tokens
-                "space": {"train.lr": {"choice": [1.0e-4, 2.0e-2]}}, "points_to_evaluate": [
-                    {"train.lr": 1.0e-4}, {"train.lr": 2.0e-2}]},
-        resources={"workers_per_trial": 2, "cpus_per_worker": 0.5, "strategy": "fsdp"}))
-    result = run_sweep(spec)
-    exploits = [json.loads(line) for line in (result.path / "pbt_global.txt").read_text().splitlines()]
-    assert exploits, "no exploit happened"
-    by_index = {int(t["trial_id"].rsplit("_", 1)[1]): t for t in result.trials}
-    for target_tag, donor_tag, _target_iter, donor_iter, _old, new_config in exploits:
-        target, donor = by_index[int(target_tag.split("_")[0])], by_index[int(donor_tag.split("_")[0])]
-        new_lr = new_config["train"]["lr"]
-        after = [r for r in rows(target)
-                 if r["resumed_from"] == donor["trial_id"] and r["config"]["train"]["lr"] == new_lr]
-        assert after, "the exploiting trial never trained from the donor's checkpoint"
-        first = after[0]
-        assert first["wrapper"] == "FSDP2"
-        assert first["resumed_at_step"] in {r["step"] for r in rows(donor)}
-        assert 0 < first["resumed_at_step"] <= donor_iter * steps_per_report
-        assert first["step"] == first["resumed_at_step"] + steps_per_report
-        assert math.isclose(first["lr"], new_lr, rel_tol=1e-12)  # its own new lr, on every rank's optimizer
-    assert all(t["last_result"]["world_size"] == 2 for t in result.trials)
-    # Only an exploited trial restarts (a new Train run); the donor trains on in its first one.
-    donor_runs = {r["train_run"] for r in rows(by_index[int(exploits[0][1].split("_")[0])])}
-    assert len(donor_runs) == 1
-
-
 def _train_worker_pids() -> list[int]:
     pids = []
     for proc in Path("/proc").iterdir():
@@ -113,3 +80,38 @@ def test_a_ddp_trial_survives_a_killed_rank(ray_local, tiny_raw):
     steps = [r["step"] for r in history]
     assert steps == list(range(eval_every, 61, eval_every))
     assert history[-1]["world_size"] == 2
+
+
+# Last in this module: a stopped sharded trial can leave its Train run behind (a known leak, to fix), which would
+# hold CPUs the tests above need.
+def test_pbt_exploits_two_worker_fsdp_trials(ray_local, tiny_raw):
+    steps_per_report = 10
+    # Two perturbations (at 20 and 40 steps): a donor's checkpoint is the one it had at its own last perturbation,
+    # so the first perturbation may find none to clone.
+    spec = validate(tiny_raw(
+        train={"max_steps": 60, "eval_every": steps_per_report, "warmup_steps": 0, "min_lr_ratio": 1.0},
+        search={"scheduler": "pbt", "algorithm": "random", "num_trials": 2, "quantile_fraction": 0.5,
+                "perturbation_interval": 20 * 4 * 2 * 32,  # 20 steps' tokens
+                "space": {"train.lr": {"choice": [1.0e-4, 2.0e-2]}}, "points_to_evaluate": [
+                    {"train.lr": 1.0e-4}, {"train.lr": 2.0e-2}]},
+        resources={"workers_per_trial": 2, "cpus_per_worker": 0.5, "strategy": "fsdp"}))
+    result = run_sweep(spec)
+    exploits = [json.loads(line) for line in (result.path / "pbt_global.txt").read_text().splitlines()]
+    assert exploits, "no exploit happened"
+    by_index = {int(t["trial_id"].rsplit("_", 1)[1]): t for t in result.trials}
+    for target_tag, donor_tag, _target_iter, donor_iter, _old, new_config in exploits:
+        target, donor = by_index[int(target_tag.split("_")[0])], by_index[int(donor_tag.split("_")[0])]
+        new_lr = new_config["train"]["lr"]
+        after = [r for r in rows(target)
+                 if r["resumed_from"] == donor["trial_id"] and r["config"]["train"]["lr"] == new_lr]
+        assert after, "the exploiting trial never trained from the donor's checkpoint"
+        first = after[0]
+        assert first["wrapper"] == "FSDP2"
+        assert first["resumed_at_step"] in {r["step"] for r in rows(donor)}
+        assert 0 < first["resumed_at_step"] <= donor_iter * steps_per_report
+        assert first["step"] == first["resumed_at_step"] + steps_per_report
+        assert math.isclose(first["lr"], new_lr, rel_tol=1e-12)  # its own new lr, on every rank's optimizer
+    assert all(t["last_result"]["world_size"] == 2 for t in result.trials)
+    # Only an exploited trial restarts (a new Train run); the donor trains on in its first one.
+    donor_runs = {r["train_run"] for r in rows(by_index[int(exploits[0][1].split("_")[0])])}
+    assert len(donor_runs) == 1
