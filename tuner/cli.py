@@ -106,6 +106,21 @@ def run(spec: Annotated[Path, typer.Argument(help="The sweep spec (YAML).")], se
         raise typer.Exit(1)
 
 
+def _drive(call: Any, what: str) -> Any:
+    """Run a sweep-driving call (resume, extend): a bad spec exits 2, Ctrl+C 130, a runtime failure 1 in one line."""
+    try:
+        return call()
+    except SpecError as e:
+        _fail_spec(e)
+        raise  # unreachable
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        raise typer.Exit(130) from None
+    except Exception as e:  # a runtime failure: say what failed, without a traceback
+        err.print(f"[bold red]{what} failed:[/bold red] {type(e).__name__}: {e}", highlight=False)
+        raise typer.Exit(1) from None
+
+
 @app.command()
 def resume(name: Annotated[str, typer.Argument(help="The sweep's name (or its directory).")],
            storage: StorageOpt = Path("./sweeps"),
@@ -119,17 +134,7 @@ def resume(name: Annotated[str, typer.Argument(help="The sweep's name (or its di
 
     d = Path(name) if Path(name).is_dir() else storage / name
     err.print(f"resuming {d}", highlight=False)
-    try:
-        result = resume_sweep(d, address=address, verbose=verbose, store=store)
-    except SpecError as e:
-        _fail_spec(e)
-        return
-    except KeyboardInterrupt:
-        err.print("interrupted")
-        raise typer.Exit(130) from None
-    except Exception as e:  # a runtime failure: say what failed, without a traceback
-        err.print(f"[bold red]resuming {name} failed:[/bold red] {type(e).__name__}: {e}", highlight=False)
-        raise typer.Exit(1) from None
+    result = _drive(lambda: resume_sweep(d, address=address, verbose=verbose, store=store), f"resuming {name}")
     print_summary(result.summary, out)
     if result.summary.get("interrupted"):
         raise typer.Exit(130)
@@ -149,17 +154,8 @@ def extend(name: Annotated[str, typer.Argument(help="The finished sweep's name (
 
     d = Path(name) if Path(name).is_dir() else storage / name
     err.print(f"extending {d} by {trials} trial(s)", highlight=False)
-    try:
-        result = extend_sweep(d, trials, address=address, verbose=verbose, store=store)
-    except SpecError as e:
-        _fail_spec(e)
-        return
-    except KeyboardInterrupt:
-        err.print("interrupted")
-        raise typer.Exit(130) from None
-    except Exception as e:  # a runtime failure: say what failed, without a traceback
-        err.print(f"[bold red]extending {name} failed:[/bold red] {type(e).__name__}: {e}", highlight=False)
-        raise typer.Exit(1) from None
+    result = _drive(lambda: extend_sweep(d, trials, address=address, verbose=verbose, store=store),
+                    f"extending {name}")
     print_summary(result.summary, out)
 
 
