@@ -98,6 +98,9 @@ class Trial(Base):
     status: Mapped[str] = mapped_column(String(16), default="running")  # TRIAL_STATES
     value: Mapped[float | None] = mapped_column(Float)  # the best metric value reported so far
     iterations: Mapped[int] = mapped_column(Integer, default=0)
+    # Bumped when the trial's config changes after it reported (a PBT/PB2 exploit): the exploited trial restarts
+    # from its donor's iteration count, and its new rows must not replace the ones it reported before.
+    generation: Mapped[int] = mapped_column(Integer, default=0)
     tokens: Mapped[int | None] = mapped_column(Integer)
     seconds: Mapped[float] = mapped_column(Float, default=0.0)
     checkpoint: Mapped[str | None] = mapped_column(Text)
@@ -109,11 +112,13 @@ class Trial(Base):
 
 class Result(Base):
     __tablename__ = "results"
-    # A driver restarted from Tune's experiment state replays some results: one row per (trial, iteration).
-    __table_args__ = (UniqueConstraint("trial_pk", "training_iteration"),)
+    # A driver restarted from Tune's experiment state replays some results: one row per (trial, generation,
+    # iteration), and a replayed row replaces its first report.
+    __table_args__ = (UniqueConstraint("trial_pk", "generation", "training_iteration"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     trial_pk: Mapped[int] = mapped_column(ForeignKey("trials.id", ondelete="CASCADE"), index=True)
+    generation: Mapped[int] = mapped_column(Integer, default=0)
     training_iteration: Mapped[int] = mapped_column(Integer)
     metrics: Mapped[dict[str, Any]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
@@ -252,7 +257,10 @@ def record_trial(engine: Engine, sweep_id: int, trial_id: str, *, config: dict[s
     with Session(engine) as s:
         trial = _trial(s, sweep_id, trial_id)
         if config is not None:
-            trial.config = jsonable(config)
+            config = jsonable(config)
+            if trial.iterations and config != trial.config:
+                trial.generation = (trial.generation or 0) + 1
+            trial.config = config
         for field, v in (("status", status), ("value", value), ("checkpoint", checkpoint), ("error", error)):
             if v is not None:
                 setattr(trial, field, v)
@@ -274,9 +282,11 @@ def record_result(engine: Engine, sweep_id: int, trial_id: str, metrics: dict[st
         trial = _trial(s, sweep_id, trial_id)
         sweep = _get(s, sweep_id)
         s.flush()  # a new trial needs its primary key
-        row = s.scalar(select(Result).where(Result.trial_pk == trial.id, Result.training_iteration == iteration))
+        generation = trial.generation or 0
+        row = s.scalar(select(Result).where(Result.trial_pk == trial.id, Result.generation == generation,
+                                            Result.training_iteration == iteration))
         if row is None:
-            s.add(Result(trial_pk=trial.id, training_iteration=iteration, metrics=metrics))
+            s.add(Result(trial_pk=trial.id, generation=generation, training_iteration=iteration, metrics=metrics))
         else:
             row.metrics, row.created_at = metrics, _now()
         trial.iterations = iteration
@@ -388,8 +398,10 @@ def sweep_leaderboard(engine: Engine, name: str) -> dict[str, Any]:
 
 
 def trial_results(engine: Engine, name: str, trial_id: str) -> list[dict[str, Any]]:
-    """Every result row a trial of the sweep ``name`` reported, in iteration order."""
+    """Every result row a trial of the sweep ``name`` reported, in the order reported (a PBT-exploited trial's
+    iterations restart from its donor's)."""
     with Session(engine) as s:
         q = (select(Result.metrics).join(Trial, Result.trial_pk == Trial.id).join(Sweep)
-             .where(Sweep.name == name, Trial.trial_id == trial_id).order_by(Result.training_iteration))
+             .where(Sweep.name == name, Trial.trial_id == trial_id)
+             .order_by(Result.generation, Result.training_iteration))
         return list(s.scalars(q))

@@ -101,6 +101,24 @@ def test_one_row_per_trial_and_iteration(tmp_path):
             s.commit()
 
 
+def test_a_pbt_exploit_keeps_the_rows_it_repeats(tmp_path):
+    """An exploited trial restarts from its donor's iteration count with a new config: its new rows are added, not
+    written over the ones it reported before; a replay under the same config still replaces its row."""
+    engine = store.open_store(None, tmp_path)
+    sid = _sweep(engine)
+    store.record_trial(engine, sid, "a", config={"train.lr": 1e-3}, status="running")
+    for i, loss in ((1, 3.0), (2, 2.5), (3, 2.4)):
+        store.record_result(engine, sid, "a", _row(i, loss))
+    store.record_trial(engine, sid, "a", config={"train.lr": 1e-3})  # the driver restarted: same config
+    store.record_result(engine, sid, "a", _row(3, 2.4))
+    store.record_trial(engine, sid, "a", config={"train.lr": 2e-3})  # exploited a donor at its iteration 1
+    store.record_result(engine, sid, "a", _row(2, 2.3))
+    store.record_result(engine, sid, "a", _row(3, 2.1))
+    rows = store.trial_results(engine, "s", "a")
+    assert [(r["training_iteration"], r["val_loss"]) for r in rows] == [(1, 3.0), (2, 2.5), (3, 2.4), (2, 2.3),
+                                                                        (3, 2.1)]
+
+
 def test_each_result_is_committed_as_it_arrives(tmp_path):
     writer = store.open_store(None, tmp_path)
     sid = _sweep(writer)
