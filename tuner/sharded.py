@@ -24,6 +24,7 @@ from tuner.spec import ResourcesSpec, TrialSpec
 # What the Tune trial itself reserves: no CPU (its workers reserve theirs through Train's placement group), some
 # memory, since Tune cannot place an empty request.
 DRIVER_BUNDLE: dict[str, float] = {"memory": 256 * 1024**2}
+ABORT_TIMEOUT_S = 30.0  # for a stopped trial's Train run to shut down its workers
 
 
 def scaling_config(r: ResourcesSpec) -> Any:
@@ -39,13 +40,19 @@ def _relay_class() -> Any:
     from ray.train.v2.api.callback import UserCallback
 
     class Relay(UserCallback):
-        """In the Train controller: hands rank 0's metrics and the checkpoint path to the Tune trial."""
+        """In the Train controller: hands rank 0's metrics and the checkpoint path to the Tune trial, and, with the
+        first report, the controller's own handle, so that a trial Tune stops can abort its Train run."""
 
         def __init__(self, queue: Any):
             self.queue = queue
+            self.introduced = False
 
         def after_report(self, run_context: Any, metrics: list[dict[str, Any]], checkpoint: Any) -> None:
-            self.queue.put((dict(metrics[0]), checkpoint.path if checkpoint is not None else None))
+            import ray
+
+            controller = None if self.introduced else ray.get_runtime_context().current_actor
+            self.introduced = True
+            self.queue.put((dict(metrics[0]), checkpoint.path if checkpoint is not None else None, controller))
 
     return Relay
 
@@ -87,14 +94,16 @@ def train_sharded(config: dict[str, Any], spec: TrialSpec, budget: Budget) -> No
 
     thread = threading.Thread(target=run, name=f"train-{run_name}", daemon=True)
     thread.start()
+    controller = None
     try:
         while True:
             try:
-                metrics, path = queue.get(timeout=0.5)
+                metrics, path, introduced = queue.get(timeout=0.5)
             except Empty:
                 if thread.is_alive() or not queue.empty():
                     continue
                 break
+            controller = controller or introduced
             if "nonfinite" in metrics:
                 raise NonFiniteLossError(metrics["nonfinite"])
             with tempfile.TemporaryDirectory(prefix="tuner-pointer-") as d:
@@ -104,8 +113,21 @@ def train_sharded(config: dict[str, Any], spec: TrialSpec, budget: Budget) -> No
         if "error" in outcome:
             raise outcome["error"]
     finally:
+        # Tune stopped the trial (ASHA, PBT pause, the sweep's end: its report raised SystemExit) or the trial failed:
+        # the Train run would train on in its thread, holding its workers, and keep the trial's actor alive.
+        if thread.is_alive() and controller is not None:
+            _abort(controller)
+            thread.join(timeout=ABORT_TIMEOUT_S)
         with contextlib.suppress(Exception):
             queue.shutdown()
+
+
+def _abort(controller: Any) -> None:
+    """Ray Train's graceful abort (what Ctrl-C does to a driver's run): the worker group, then the controller."""
+    import ray
+
+    with contextlib.suppress(Exception):  # the controller exits inside abort(): the call ends with an actor error
+        ray.get(controller.abort.remote(), timeout=ABORT_TIMEOUT_S)
 
 
 def _worker_loop(cfg: dict[str, Any]) -> None:

@@ -82,8 +82,12 @@ def test_a_ddp_trial_survives_a_killed_rank(ray_local, tiny_raw):
     assert history[-1]["world_size"] == 2
 
 
-# Last in this module: a stopped sharded trial can leave its Train run behind (a known leak, to fix), which would
-# hold CPUs the tests above need.
+def _live_train_controllers() -> int:
+    from ray.util.state import list_actors
+
+    return len(list_actors(filters=[("class_name", "=", "TrainController"), ("state", "=", "ALIVE")]))
+
+
 def test_pbt_exploits_two_worker_fsdp_trials(ray_local, tiny_raw):
     steps_per_report = 10
     # Two perturbations (at 20 and 40 steps): a donor's checkpoint is the one it had at its own last perturbation,
@@ -115,3 +119,8 @@ def test_pbt_exploits_two_worker_fsdp_trials(ray_local, tiny_raw):
     # Only an exploited trial restarts (a new Train run); the donor trains on in its first one.
     donor_runs = {r["train_run"] for r in rows(by_index[int(exploits[0][1].split("_")[0])])}
     assert len(donor_runs) == 1
+    # A trial PBT paused to exploit aborted its Train run: nothing trains on, holding CPUs, after the sweep.
+    deadline = time.monotonic() + 30
+    while _live_train_controllers() and time.monotonic() < deadline:
+        time.sleep(1)
+    assert _live_train_controllers() == 0
