@@ -57,6 +57,9 @@ def cross_checks(spec: Spec, raw: dict[str, Any]) -> list[Problem]:
         out.append(("resources.workers_per_trial", "a custom trainable runs in one process; sharded trials (more "
                                                    "than 1 worker) are for the LLM trial"))
     out += _check_search(spec, given.get("search", {}))
+    if spec.budget.gpu_hours is not None and spec.resources.gpus_per_worker == 0:
+        out.append(("budget.gpu_hours", "the trials use no GPU (resources.gpus_per_worker is 0): this limit would "
+                                        "never be reached; use budget.cpu_hours or budget.wall_clock"))
     return out
 
 

@@ -59,6 +59,14 @@ def leaderboard_table(summary: dict[str, Any], limit: int = 20) -> Table:
     return table
 
 
+def budget_line(b: dict[str, Any]) -> str:
+    """The budget against what was spent, and whether it ended the sweep."""
+    units = {"cpu_hours": "CPU-hours", "gpu_hours": "GPU-hours", "wall_clock_s": "s wall clock"}
+    parts = [f"{b['spent'][k]:.4g} of {v:.4g} {units[k]}" for k, v in b["limits"].items()]
+    ended = f"; the budget ended the sweep ({units[b['ended_by']]} spent)" if b.get("ended_by") else ""
+    return f"budget: {', '.join(parts)}{ended}"
+
+
 def print_summary(summary: dict[str, Any], console: Console | None = None) -> None:
     console = console or Console()
     _wide(console)
@@ -67,6 +75,8 @@ def print_summary(summary: dict[str, Any], console: Console | None = None) -> No
     tokens = f", {c['tokens']:,} tokens" if c.get("tokens") else ""
     console.print(f"compute: {c['trial_seconds']:.0f} trial-seconds, {c['iterations']} iterations{tokens}",
                   highlight=False)
+    if c.get("budget"):
+        console.print(budget_line(c["budget"]), highlight=False)
     if best:
         console.print(f"best: trial {best['trial_id']} {summary['metric']}={best['value']:.4f} "
                       f"config={best['config']}", highlight=False)

@@ -8,6 +8,7 @@ is instant and starts nothing.
 from __future__ import annotations
 
 import copy
+import re
 import types
 import typing
 from functools import cached_property
@@ -121,6 +122,47 @@ class ResourcesSpec(_Section):
     max_worker_failures: int = Field(1, ge=0)  # worker-group restarts from the latest checkpoint, per trial run
 
 
+class ComputeBudgetSpec(_Section):
+    """The sweep's compute budget (the ``budget`` key): once any limit is spent, no trial starts and the running
+    ones stop at their next checkpoint. Compute is each trial's resources x the time it trained."""
+
+    gpu_hours: float | None = Field(None, gt=0.0)
+    cpu_hours: float | None = Field(None, gt=0.0)
+    wall_clock: float | None = Field(None, gt=0.0)  # seconds; "90m", "2h", "1h30m" and "45s" are read as such
+
+    @field_validator("wall_clock", mode="before")
+    @classmethod
+    def _duration(cls, v: Any) -> Any:
+        return parse_duration(v) if isinstance(v, str) else float(v) if isinstance(v, int) else v
+
+    @property
+    def limited(self) -> bool:
+        return any(v is not None for v in (self.gpu_hours, self.cpu_hours, self.wall_clock))
+
+
+_DURATION = re.compile(r"^\s*(?:(\d+(?:\.\d+)?)\s*h)?\s*(?:(\d+(?:\.\d+)?)\s*m)?\s*(?:(\d+(?:\.\d+)?)\s*s)?\s*$")
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in ``"2h"``, ``"90m"``, ``"1h30m"``, ``"45s"`` or a plain number of seconds."""
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    m = _DURATION.match(text)
+    if not m or not any(m.groups()):
+        raise ValueError("expected seconds or a duration such as 90m, 2h, 1h30m, 45s")
+    h, mins, secs = (float(g) if g else 0.0 for g in m.groups())
+    return h * 3600 + mins * 60 + secs
+
+
+class CheckpointSpec(_Section):
+    """What the sweep keeps of its trials' checkpoints (tuner.checkpoints)."""
+
+    keep_best: int | None = Field(None, gt=0)  # the best K ended trials keep theirs; None: every trial
+    max_total_gb: float | None = Field(None, gt=0.0)  # all checkpoints together, as far as live trials allow
+
+
 class TrialSpec(_Section):
     """What one LLM trial trains with: the sweep spec's sections, with the trial's hyperparameters applied."""
 
@@ -139,6 +181,8 @@ class Spec(_Section):
     train: TrainSpec = Field(default_factory=TrainSpec)
     search: SearchSpec = Field(default_factory=SearchSpec)
     resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
+    budget: ComputeBudgetSpec = Field(default_factory=ComputeBudgetSpec)
+    checkpoint: CheckpointSpec = Field(default_factory=CheckpointSpec)
     # Where the spec file lies: the trainable's module is imported from there.
     _spec_dir: str = PrivateAttr(".")
 
@@ -201,6 +245,7 @@ class SpecError(ValueError):
 
 SECTIONS: dict[str, type[_Section]] = {
     "model": ModelSpec, "data": DataSpec, "train": TrainSpec, "search": SearchSpec, "resources": ResourcesSpec,
+    "budget": ComputeBudgetSpec, "checkpoint": CheckpointSpec,
 }
 
 
@@ -354,7 +399,7 @@ def _pydantic_problems(err: ValidationError, prefix: str = "") -> list[Problem]:
         elif e["loc"] and e["loc"][-1] == "[key]":
             out.append((key, f"keys here must be strings, got {e.get('input')!r}"))
         else:
-            msg = e["msg"]
+            msg = e["msg"].removeprefix("Value error, ")
             out.append((key, f"{msg[0].lower()}{msg[1:]}, got {e.get('input')!r}"))
     return out
 

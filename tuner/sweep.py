@@ -137,11 +137,16 @@ def build_tuner(spec: Spec, b: Budget, trainable: Any, data_dir: Path | None, *,
     s = spec.search
     searcher = searcher or make_searcher(spec)
     sharded = spec.resources.workers_per_trial > 1
+    scheduler = make_scheduler(spec, b)
+    if spec.budget.limited:
+        from tuner.spending import BudgetScheduler, Ledger
+
+        scheduler = BudgetScheduler(scheduler, Ledger.for_spec(spec))
     return tune.Tuner(
         with_trial_resources(trainable, spec),
         param_space=param_space(spec, b, data_dir),
         tune_config=tune.TuneConfig(
-            metric=s.metric, mode=s.mode, search_alg=searcher, scheduler=make_scheduler(spec, b),
+            metric=s.metric, mode=s.mode, search_alg=searcher, scheduler=scheduler,
             num_samples=1 if s.algorithm == "grid" else s.num_trials,
             # Tune limits only Searchers itself; the grid/random generator takes the limit in its constructor.
             max_concurrent_trials=s.max_concurrent if isinstance(searcher, Searcher) else None,
@@ -202,9 +207,15 @@ def saved_spec(sweep_dir: Path) -> Spec:
 
 def finish(spec: Spec, grid: Any, b: Budget) -> dict[str, Any]:
     """summary.json, leaderboard.csv and the best model, from a finished (or interrupted) Tune run."""
+    from tuner.spending import load_report
+
     summary = summarize(spec, grid, b)
+    spending = load_report(spec.sweep_dir) if spec.budget.limited else None
+    if spending is not None:
+        summary["compute"]["budget"] = spending
+        summary["ended_by"] = "budget" if spending["ended_by"] else None
     # Tune traps Ctrl+C and returns from fit(): say so rather than pass a half-run sweep off as finished.
-    summary["interrupted"] = ended_trials(grid) < num_trials(spec)
+    summary["interrupted"] = ended_trials(grid) < num_trials(spec) and not summary.get("ended_by")
     if not spec.is_custom and summary["best"] and summary["best"].get("checkpoint"):
         from tuner.trial import export_model
 
