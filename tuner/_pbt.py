@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ray.train._internal.session import _FutureTrainingResult
 from ray.tune.schedulers import PopulationBasedTraining, TrialScheduler
 from ray.tune.schedulers.pb2 import PB2
 
@@ -29,6 +30,28 @@ def _checkpointed(quantiles: tuple[list, list], trial_state: dict) -> tuple[list
     lower, upper = quantiles
     return ([t for t in lower if _has_checkpoint(t, trial_state[t])],
             [t for t in upper if _has_checkpoint(t, trial_state[t])])
+
+
+def donor_checkpoints(scheduler: Any) -> list[str]:
+    """The paths of the checkpoints a PBT or PB2 scheduler may still clone a trial from (none for other schedulers).
+
+    Ray 2.60 keeps, per trial, the ``last_checkpoint`` of its latest perturbation: a Checkpoint, or the
+    _FutureTrainingResult of the save it asked for. An unresolved save is left out: it resolves to its trial's latest
+    checkpoint, which the trial keeps anyway. A finished trial's state stays, and its checkpoint is listed too, though
+    ``_quantiles`` no longer draws donors among finished trials: a trial already exploited from it names it as its own
+    latest checkpoint.
+    """
+    if not isinstance(scheduler, PopulationBasedTraining):
+        return []
+    paths = []
+    for state in scheduler._trial_state.values():
+        checkpoint = state.last_checkpoint
+        if isinstance(checkpoint, _FutureTrainingResult):
+            resolved = checkpoint.resolve(block=False)
+            checkpoint = resolved.checkpoint if resolved else None
+        if checkpoint is not None:
+            paths.append(checkpoint.path)
+    return paths
 
 
 class _Guarded:

@@ -1,0 +1,49 @@
+"""GC keeps what it must, in a real Tune run: with keep_best=1 only the best trial's best and latest checkpoints are
+left, and no trial ever finds its latest checkpoint gone while it trains."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tuner.checkpoints import CheckpointGC
+
+pytestmark = [pytest.mark.integration]
+
+
+def train(config):
+    """Checkpoints at every report; before each report, says whether its previous checkpoint (its latest) is gone."""
+    import tempfile
+
+    from ray import tune
+
+    trial_dir = Path(config["root"]) / f"trial_{tune.get_context().get_trial_id()}"
+    for i in range(5):
+        lost = i > 0 and not (trial_dir / f"checkpoint_{i - 1:06d}").is_dir()
+        with tempfile.TemporaryDirectory() as d:
+            (Path(d) / "state.bin").write_bytes(b"x" * 1000)
+            loss = config["x"] + (i - 2) ** 2 / 10  # best at report 2, latest at 4
+            tune.report({"loss": loss, "lost_latest": lost}, checkpoint=tune.Checkpoint.from_directory(d))
+
+
+def test_only_the_best_trials_checkpoints_remain(ray_local, tmp_path):
+    from ray import tune
+
+    gc = CheckpointGC("loss", "min", keep_best=1, grace_s=0)
+    tuner = tune.Tuner(
+        tune.with_resources(train, {"cpu": 1}),
+        param_space={"x": tune.grid_search([0.4, 0.1, 0.3, 0.2]), "root": str(tmp_path / "gc")},
+        tune_config=tune.TuneConfig(metric="loss", mode="min", trial_dirname_creator=lambda t: f"trial_{t.trial_id}"),
+        run_config=tune.RunConfig(name="gc", storage_path=str(tmp_path), callbacks=[gc], verbose=0,
+                                  checkpoint_config=tune.CheckpointConfig(num_to_keep=None)),
+    )
+    grid = tuner.fit()
+    assert not grid.errors
+    rows = [row for result in grid for row in result.metrics_dataframe.to_dict("records")]
+    assert len(rows) == 20 and not any(row["lost_latest"] for row in rows)
+    left = {Path(result.path).name: sorted(p.name for p in Path(result.path).glob("checkpoint_*")) for result in grid}
+    best = Path(grid.get_best_result().path).name
+    assert grid.get_best_result().config["x"] == 0.1
+    assert left.pop(best) == ["checkpoint_000002", "checkpoint_000004"]
+    assert all(names == [] for names in left.values())
