@@ -242,6 +242,16 @@ def _register_remote() -> None:
 _register_remote()
 
 
+def _register_schedule() -> None:
+    from tuner.cli_schedule import schedule_app, scheduler
+
+    app.command()(scheduler)
+    app.add_typer(schedule_app, name="schedule")
+
+
+_register_schedule()
+
+
 def main() -> None:
     app(prog_name="tuner")
 

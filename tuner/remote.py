@@ -30,6 +30,10 @@ class RemoteError(RuntimeError):
     """A cluster that cannot be reached or refuses us: one line for the user, exit code 1."""
 
 
+class JobExists(RemoteError):
+    """The cluster already holds a job under the submission id asked for (it was submitted before)."""
+
+
 def address_of(address: str | None) -> str:
     return address or os.environ.get("RAY_ADDRESS") or DEFAULT_ADDRESS
 
@@ -73,23 +77,28 @@ def _first_line(e: BaseException) -> str:
     return (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
 
 
-def entrypoint(spec_file: str, overrides: list[str], python: str = "python") -> str:
+def entrypoint(spec_file: str, overrides: list[str], python: str = "python", store: str | None = None) -> str:
     args = [python, "-m", "tuner", "run", spec_file]
     for item in overrides:
         args += ["--set", item]
+    if store:
+        args += ["--store", store]
     return shlex.join(args)
 
 
-def submit(spec_path: str | Path, overrides: list[str], address: str | None, *, python: str = "python") -> str:
-    """Submit a sweep; returns the job's submission id. Raises SpecError (exit 2) before contacting anyone."""
+def submit(spec_path: str | Path, overrides: list[str], address: str | None, *, python: str = "python",
+           submission_id: str | None = None, store: str | None = None) -> str:
+    """Submit a sweep; returns the job's submission id (``submission_id`` if given, else a new one); the job's
+    `tuner run` records into ``store`` if given. Raises SpecError (exit 2) before contacting anyone, JobExists if the
+    cluster already holds a job with that submission id."""
     path = Path(spec_path).resolve()
     spec = load(path, overrides)
     c = client(address)
-    job_id = f"tuner-{spec.name}-{uuid.uuid4().hex[:8]}"
+    job_id = submission_id or f"tuner-{spec.name}-{uuid.uuid4().hex[:8]}"
     deadline = time.monotonic() + AGENT_WAIT_S
     while True:
         try:
-            c.submit_job(entrypoint=entrypoint(path.name, overrides, python), submission_id=job_id,
+            c.submit_job(entrypoint=entrypoint(path.name, overrides, python, store), submission_id=job_id,
                          runtime_env={"working_dir": str(path.parent), "excludes": EXCLUDES},
                          metadata={SWEEP_KEY: spec.name, "spec": path.name})
             return job_id
@@ -98,6 +107,8 @@ def submit(spec_path: str | Path, overrides: list[str], address: str | None, *, 
             if "no available agent" in str(e).lower() and time.monotonic() < deadline:
                 time.sleep(2)
                 continue
+            if f"{job_id} already exists" in str(e):
+                raise JobExists(f"the cluster at {address_of(address)} already has a job {job_id}") from None
             raise RemoteError(f"the cluster at {address_of(address)} refused the job: {_first_line(e)}") from None
 
 
