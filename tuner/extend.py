@@ -17,6 +17,7 @@ from tuner.sweep import (
     init_ray,
     load_summary,
     make_trainable,
+    prune_ended,
     saved_spec,
     summarize,
     write_results,
@@ -75,12 +76,10 @@ def extend_sweep(sweep_dir: str | Path, trials: int, *, address: str | None = No
 
                 ray.shutdown()
         new = summarize(ext, grid, b)
-        if ended_trials(grid) >= trials:
-            from tuner.checkpoints import prune
-
-            prune(new["trials"])
         summary = merged(old, new, spec.search.mode)
         summary["interrupted"] = ended_trials(grid) < trials
+        if not summary["interrupted"]:  # the best K over the old trials and the new
+            summary["compute"]["checkpoints_pruned"] = prune_ended(spec, summary["trials"])
         summary["extensions"] = [*old.get("extensions", []), {"dir": ext.name, "trials": trials,
                                                                "warm_start": len(points)}]
         best = summary["best"]
@@ -103,7 +102,7 @@ def merged(old: dict[str, Any], new: dict[str, Any], mode: str) -> dict[str, Any
     ranked = [t for t in trials if t["value"] is not None]
     better = min if mode == "min" else max
     best = better(ranked, key=lambda t: t["value"]) if ranked else None
-    compute = {k: (old["compute"].get(k) or 0) + (new["compute"].get(k) or 0) if old["compute"].get(k) is not None
-               else None for k in old["compute"]}
+    compute = {k: v + (new["compute"].get(k) or 0) if isinstance(v, (int, float)) else v
+               for k, v in old["compute"].items()}  # the sweep's budget report stays its own
     return {**old, "trials": trials, "compute": compute,
             "best": {k: best[k] for k in ("trial_id", "config", "value", "checkpoint")} if best else None}

@@ -130,6 +130,7 @@ def build_tuner(spec: Spec, b: Budget, trainable: Any, data_dir: Path | None, *,
     from ray import tune
     from ray.tune.search import Searcher
 
+    from tuner.checkpoints import CheckpointGC
     from tuner.loggers import CsvLogger, JsonLogger
     from tuner.schedulers import make_scheduler
     from tuner.search import make_searcher
@@ -138,6 +139,8 @@ def build_tuner(spec: Spec, b: Budget, trainable: Any, data_dir: Path | None, *,
     searcher = searcher or make_searcher(spec)
     sharded = spec.resources.workers_per_trial > 1
     scheduler = make_scheduler(spec, b)
+    # One scheduler object for Tune and the GC: pickled together with the experiment, they stay one after a resume.
+    gc = CheckpointGC(s.metric, s.mode, spec.checkpoint.keep_best, spec.checkpoint.max_total_gb, scheduler=scheduler)
     if spec.budget.limited:
         from tuner.spending import BudgetScheduler, Ledger
 
@@ -156,7 +159,7 @@ def build_tuner(spec: Spec, b: Budget, trainable: Any, data_dir: Path | None, *,
             name=spec.name, storage_path=str(spec.sweep_dir.parent), stop=stop,
             checkpoint_config=_checkpoint_config(spec),
             failure_config=tune.FailureConfig(max_failures=s.max_failures),
-            callbacks=[*callbacks, JsonLogger(), CsvLogger()], verbose=0),
+            callbacks=[*callbacks, gc, JsonLogger(), CsvLogger()], verbose=0),
     )
 
 
@@ -221,11 +224,26 @@ def finish(spec: Spec, grid: Any, b: Budget) -> dict[str, Any]:
 
         summary["best_model"] = str(export_model(summary["best"]["checkpoint"], spec.sweep_dir / "best_model"))
     if not summary["interrupted"]:  # an interrupted sweep may still be resumed from any of them
-        from tuner.checkpoints import prune
-
-        summary["compute"]["checkpoints_pruned"] = prune(summary["trials"])
+        summary["compute"]["checkpoints_pruned"] = prune_ended(spec, summary["trials"])
     write_results(spec.sweep_dir, summary)
     return summary
+
+
+def prune_ended(spec: Spec, trials: list[dict[str, Any]]) -> int:
+    """The end-of-sweep pass of the checkpoint policy (tuner.checkpoints) over ended trials; a trial whose best
+    checkpoint went with it no longer names one. How many checkpoints were deleted."""
+    from tuner.checkpoints import prune
+
+    c = spec.checkpoint
+    pruned = prune(trials, mode=spec.search.mode, keep_best=c.keep_best, max_total_gb=c.max_total_gb)
+    if pruned.over_limit_bytes:
+        logging.getLogger(__name__).warning(
+            "the sweep's checkpoints exceed checkpoint.max_total_gb=%s by %.3f GB: the best trial's is kept",
+            c.max_total_gb, pruned.over_limit_bytes / 1e9)
+    for t in trials:
+        if t.get("checkpoint") and not Path(t["checkpoint"]).exists():
+            t["checkpoint"] = None
+    return pruned.deleted
 
 
 def ended_trials(grid: Any) -> int:
