@@ -47,3 +47,39 @@ def test_only_the_best_trials_checkpoints_remain(ray_local, tmp_path):
     assert grid.get_best_result().config["x"] == 0.1
     assert left.pop(best) == ["checkpoint_000002", "checkpoint_000004"]
     assert all(names == [] for names in left.values())
+
+
+OBJECTIVE = '''
+import tempfile
+from pathlib import Path
+
+from ray import tune
+
+
+def train(config):
+    for i in range(4):
+        with tempfile.TemporaryDirectory() as d:
+            (Path(d) / "state.bin").write_bytes(b"x" * 1000)
+            tune.report({"loss": config["x"] + (i - 2) ** 2 / 10}, checkpoint=tune.Checkpoint.from_directory(d))
+'''
+
+
+def test_a_sweep_keeps_the_best_k_trials_checkpoints(ray_local, tmp_path, storage):
+    from tuner.spec import validate
+    from tuner.sweep import run_sweep
+
+    (tmp_path / "ckpt_objective.py").write_text(OBJECTIVE)
+    spec = validate({"name": "gc-keep-best", "storage": str(storage), "trainable": "ckpt_objective:train",
+                     "checkpoint": {"keep_best": 2},
+                     "search": {"metric": "loss", "mode": "min", "algorithm": "grid", "scheduler": "fifo",
+                                "max_concurrent": 2, "space": {"x": {"grid": [0.4, 0.1, 0.3, 0.2]}}}},
+                    spec_dir=tmp_path)
+    summary = run_sweep(spec).summary
+    by_x = {t["config"]["x"]: t for t in summary["trials"]}
+    for x in (0.1, 0.2):  # the best two keep their best and latest
+        names = sorted(p.name for p in Path(by_x[x]["path"]).glob("checkpoint_*"))
+        assert names == ["checkpoint_000002", "checkpoint_000003"]
+        assert Path(by_x[x]["checkpoint"]).name == "checkpoint_000002"
+    for x in (0.3, 0.4):  # the others keep nothing, and no longer name a checkpoint
+        assert not list(Path(by_x[x]["path"]).glob("checkpoint_*")) and by_x[x]["checkpoint"] is None
+    assert summary["best"]["config"] == {"x": 0.1} and Path(summary["best"]["checkpoint"]).is_dir()
