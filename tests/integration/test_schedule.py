@@ -77,11 +77,19 @@ def test_a_due_schedule_fires_exactly_once_across_a_restart(ray_head, spec_file,
     [second] = restarted.tick()
     assert (second.status, second.sweep, second.warm) == ("submitted", "nightly-20300102-0200", 1) and second.job_id
     assert restarted.tick() == []
-    assert remote.wait(second.job_id, ray_head.dashboard) == "SUCCEEDED"
     jobs = {j["job"]: j for j in scheduled_jobs(ray_head.dashboard)}
     assert list(jobs) == [first.job_id, second.job_id]
     assert "search.points_to_evaluate=" in jobs[second.job_id]["entrypoint"]
-    trials = store.sweep_leaderboard(engine, second.sweep)["leaderboard"]
-    first_trial = min(trials, key=lambda t: t["trial_id"])
-    assert first_trial["config"] == best  # the previous run's best config ran first
+    # The previous run's best config is the second run's first trial; once it has started, the run may stop.
+    first_trial = None
+    deadline = time.monotonic() + 120
+    while first_trial is None and time.monotonic() < deadline:
+        try:
+            trials = store.sweep_leaderboard(engine, second.sweep)["leaderboard"]
+        except store.UnknownSweep:
+            trials = []
+        first_trial = min(trials, key=lambda t: t["trial_id"]) if trials else None
+        time.sleep(1)
+    remote.stop(second.job_id, ray_head.dashboard)
+    assert first_trial is not None and first_trial["config"] == best
     print(f"both runs: {time.monotonic() - started:.1f} s")
