@@ -252,6 +252,15 @@ def _register_schedule() -> None:
 _register_schedule()
 
 
+def _register_cluster() -> None:
+    from tuner.cli_cluster import cluster_app
+
+    app.add_typer(cluster_app, name="cluster")
+
+
+_register_cluster()
+
+
 def main() -> None:
     app(prog_name="tuner")
 

@@ -142,8 +142,10 @@ def _worker_loop(cfg: dict[str, Any]) -> None:
     spec = TrialSpec.model_validate({k: config[k] for k in TrialSpec.model_fields})
     budget = Budget(**config["run"]["budget"])
 
+    node = {"node_id": ray.get_runtime_context().get_node_id()}  # rank 0's reaches Tune
+
     def report(metrics: dict[str, Any], checkpoint_dir: Path) -> None:
-        ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(checkpoint_dir))
+        ray.train.report({**metrics, **node}, checkpoint=ray.train.Checkpoint.from_directory(checkpoint_dir))
 
     own = ray.train.get_checkpoint()
     with own.as_directory() if own is not None else contextlib.nullcontext(cfg["restore"]) as restore:

@@ -326,8 +326,12 @@ def train_llm(config: dict[str, Any]) -> None:
 
         return train_sharded(config, spec, budget)
 
+    import ray
+
+    node = {"node_id": ray.get_runtime_context().get_node_id()}  # on a cluster: which node the trial ran on
+
     def report(metrics: dict[str, Any], checkpoint_dir: Path) -> None:
-        tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(checkpoint_dir))
+        tune.report({**metrics, **node}, checkpoint=tune.Checkpoint.from_directory(checkpoint_dir))
 
     restore = None
     checkpoint = tune.get_checkpoint()
