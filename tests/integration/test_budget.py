@@ -49,5 +49,5 @@ def test_a_spent_cpu_budget_ends_the_sweep(ray_local, tmp_path, storage):
         latest = max(Path(t["path"]).glob("checkpoint_*"))
         assert (latest / "iteration").read_text() == str(t["iterations"])  # ... at a result with its checkpoint
     # The spend overshoots the limit by at most each running trial's last interval (plus the cost of a report).
-    assert budget["spent"]["cpu_hours"] * 3600 <= limit_s + len(started) * 0.5
+    assert budget["spent"]["cpu_hours"] * 3600 <= limit_s + len(started) * 1.0
     assert json.loads((spec.sweep_dir / "budget.json").read_text())["ended_by"] == "cpu_hours"

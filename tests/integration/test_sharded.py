@@ -25,14 +25,20 @@ def rows(trial: dict) -> list[dict]:
 
 
 def _train_worker_pids() -> list[int]:
+    """The Ray Train workers of this session's local Ray: those its raylet started (another Ray on this machine,
+    e.g. another test process's, may run Train workers too)."""
+    import ray
+
+    raylet = ray._private.worker._global_node.all_processes["raylet"][0].process.pid
     pids = []
     for proc in Path("/proc").iterdir():
         if proc.name.isdigit():
             try:
                 cmdline = (proc / "cmdline").read_bytes()
-            except OSError:
+                parent = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError):
                 continue
-            if cmdline.startswith(b"ray::RayTrainWorker"):
+            if cmdline.startswith(b"ray::RayTrainWorker") and parent == raylet:
                 pids.append(int(proc.name))
     return sorted(pids)
 
@@ -90,10 +96,11 @@ def _live_train_controllers() -> int:
 
 def test_pbt_exploits_two_worker_fsdp_trials(ray_local, tiny_raw):
     steps_per_report = 10
-    # Two perturbations (at 20 and 40 steps): a donor's checkpoint is the one it had at its own last perturbation,
-    # so the first perturbation may find none to clone.
+    # Three perturbations (at 20, 40 and 60 steps): a donor's checkpoint is the one it had at its own last
+    # perturbation, so the first may find none to clone; and a trial whose Train run started late (the other's
+    # start-up took the CPUs) may have no result yet at the other's first.
     spec = validate(tiny_raw(
-        train={"max_steps": 60, "eval_every": steps_per_report, "warmup_steps": 0, "min_lr_ratio": 1.0},
+        train={"max_steps": 80, "eval_every": steps_per_report, "warmup_steps": 0, "min_lr_ratio": 1.0},
         search={"scheduler": "pbt", "algorithm": "random", "num_trials": 2, "quantile_fraction": 0.5,
                 "perturbation_interval": 20 * 4 * 2 * 32,  # 20 steps' tokens
                 "space": {"train.lr": {"choice": [1.0e-4, 2.0e-2]}}, "points_to_evaluate": [
