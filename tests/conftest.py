@@ -31,13 +31,13 @@ def merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+def pytest_itemcollected(item: pytest.Item) -> None:
     """For `pytest -n 2 --dist loadgroup` (make test): every test on the shared local Ray runs in one worker process
     (one Ray per process; they share its CPUs), and a module's other tests stay together (module fixtures run
-    once)."""
-    for item in items:
-        group = "ray_local" if "ray_local" in getattr(item, "fixturenames", ()) else item.module.__name__
-        item.add_marker(pytest.mark.xdist_group(group))
+    once). Marked as each test is collected: xdist reads the groups in its collection_modifyitems."""
+    module = getattr(item, "module", None)
+    group = "ray_local" if "ray_local" in getattr(item, "fixturenames", ()) else getattr(module, "__name__", "other")
+    item.add_marker(pytest.mark.xdist_group(group))
 
 
 @pytest.fixture(scope="session")
