@@ -16,10 +16,8 @@ $(VENV)/.installed: pyproject.toml
 quickstart: install
 	$(VENV)/bin/tuner run jobs/quickstart.yaml
 
-# Two test processes: most of a test's time is Ray starting processes and actors, not computing; the tests on the
-# shared local Ray stay in one of them (tests/conftest.py).
 test: install
-	$(PY) -m pytest -q -m "slow or not slow" -n 2 --dist loadgroup --durations=12; rc=$$?; [ $$rc -eq 5 ] && exit 0 || exit $$rc
+	$(PY) -m pytest -q -m "slow or not slow" --durations=12; rc=$$?; [ $$rc -eq 5 ] && exit 0 || exit $$rc
 
 lint: install
 	$(VENV)/bin/ruff check tuner tests bench

@@ -31,15 +31,6 @@ def merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def pytest_itemcollected(item: pytest.Item) -> None:
-    """For `pytest -n 2 --dist loadgroup` (make test): every test on the shared local Ray runs in one worker process
-    (one Ray per process; they share its CPUs), and a module's other tests stay together (module fixtures run
-    once). Marked as each test is collected: xdist reads the groups in its collection_modifyitems."""
-    module = getattr(item, "module", None)
-    group = "ray_local" if "ray_local" in getattr(item, "fixturenames", ()) else getattr(module, "__name__", "other")
-    item.add_marker(pytest.mark.xdist_group(group))
-
-
 @pytest.fixture(scope="session")
 def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """~400 KB of real text (standard-library sources) in one .txt file: small enough to tokenize in a blink."""

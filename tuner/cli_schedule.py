@@ -138,8 +138,20 @@ def schedule_remove(name: Annotated[str, typer.Argument(help="The schedule's nam
     out.print(f"removed schedule {name}", highlight=False)
 
 
+class _Stderr(logging.StreamHandler):
+    """Writes to the sys.stderr of the moment (one swapped for a test's, and closed since, is never kept)."""
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: Any) -> None:
+        pass
+
+
 def _log_to_stderr() -> None:
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _Stderr()
     handler.set_name("tuner-scheduler")
     formatter = logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S UTC")
     formatter.converter = time.gmtime

@@ -22,7 +22,7 @@ from tuner import local_cluster
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 VENV_BIN = Path(sys.executable).parent
 EVAL_EVERY = 10
-MAX_STEPS = 300
+MAX_STEPS = 200
 
 
 def _env() -> dict[str, str]:

@@ -22,7 +22,7 @@ PROBE = textwrap.dedent('''
 
     out = Path(sys.argv[1])
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False})
-    nodes = [cluster.add_node(num_cpus=2, num_gpus=2) for _ in range(2)]
+    nodes = [cluster.add_node(num_cpus=4, num_gpus=4) for _ in range(2)]
     cluster.wait_for_nodes()
     ray.init(address=cluster.address, log_to_driver=False)
 
@@ -47,10 +47,15 @@ PROBE = textwrap.dedent('''
                             scaling_config=scaling_config(spec),
                             run_config=RunConfig(name=name, storage_path=str(out / "storage"))).fit()
 
-    run("pack", gpus_per_worker=1, placement="pack")
-    run("spread", gpus_per_worker=1, placement="spread")
+    # Both at once (3 of a node's 4 GPUs at most): pack puts its 2 workers on one node, spread one on each.
+    runs = [threading.Thread(target=run, args=("pack",), kwargs={"gpus_per_worker": 1, "placement": "pack"}),
+            threading.Thread(target=run, args=("spread",), kwargs={"gpus_per_worker": 1, "placement": "spread"})]
+    for t in runs:
+        t.start()
+    for t in runs:
+        t.join()
     # Two trials that each need the whole cluster's GPUs: the second waits for the first, all or nothing.
-    runs = [threading.Thread(target=run, args=(f"gang{i}", 4.0), kwargs={"gpus_per_worker": 2}) for i in range(2)]
+    runs = [threading.Thread(target=run, args=(f"gang{i}", 4.0), kwargs={"gpus_per_worker": 4}) for i in range(2)]
     for t in runs:
         t.start()
     for t in runs:
@@ -68,7 +73,7 @@ model: {hidden_size: 32, num_layers: 1, num_heads: 2}
 data: {seq_len: 32, source: corpus.txt}
 train: {max_steps: 4, eval_every: 2, warmup_steps: 1}
 search: {algorithm: random, scheduler: fifo, num_trials: 1, space: {train.lr: {loguniform: [1.0e-3, 1.0e-2]}}}
-resources: {workers_per_trial: 3, gpus_per_worker: 2}
+resources: {workers_per_trial: 3, gpus_per_worker: 3}
 """
 
 
@@ -93,7 +98,7 @@ def test_pack_spread_gang_waiting_and_the_unplaceable_error(tmp_path, corpus):
         assert spread[0]["node"] != spread[1]["node"] and {w["node"] for w in spread} == workers
         assert all(len(w["gpus"]) == 1 for w in pack + spread)
         gangs = sorted(([worker(f"gang{i}", r) for r in (0, 1)] for i in (0, 1)), key=lambda g: g[0]["start"])
-        assert all(len(w["gpus"]) == 2 for g in gangs for w in g)
+        assert all(len(w["gpus"]) == 4 for g in gangs for w in g)
         # All of a trial's workers start together, and the second trial starts only when the first has ended.
         for g in gangs:
             assert abs(g[0]["start"] - g[1]["start"]) < 3.0
@@ -104,7 +109,7 @@ def test_pack_spread_gang_waiting_and_the_unplaceable_error(tmp_path, corpus):
         run = subprocess.run([sys.executable, "-m", "tuner", "run", str(tmp_path / "spec.yaml"), "--address", address,
                               "--set", f"storage={tmp_path / 'sweeps'}"], capture_output=True, text=True, timeout=300)
         assert run.returncode == 2, run.stderr[-3000:]
-        assert "3 workers x {CPU: 1, GPU: 2}" in run.stderr and "largest node has {CPU: 2, GPU: 2}" in run.stderr
+        assert "3 workers x {CPU: 1, GPU: 3}" in run.stderr and "largest node has {CPU: 4, GPU: 4}" in run.stderr
         assert "holds at most 2 such workers" in run.stderr
         assert not (tmp_path / "sweeps" / "unplaceable").exists()
     finally:

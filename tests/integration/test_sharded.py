@@ -89,9 +89,12 @@ def test_a_ddp_trial_survives_a_killed_rank(ray_local, tiny_raw):
 
 
 def _live_train_controllers() -> int:
+    import ray
     from ray.util.state import list_actors
 
-    return len(list_actors(filters=[("class_name", "=", "TrainController"), ("state", "=", "ALIVE")]))
+    # This session's Ray, by its address: another Ray may run on this machine (the remote tests' head).
+    return len(list_actors(address=f"http://{ray._private.worker.get_dashboard_url()}",
+                           filters=[("class_name", "=", "TrainController"), ("state", "=", "ALIVE")]))
 
 
 def test_pbt_exploits_two_worker_fsdp_trials(ray_local, tiny_raw):

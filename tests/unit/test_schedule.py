@@ -352,7 +352,9 @@ def test_cli_scheduler_once_records_an_unreachable_cluster_and_exits_1(db, spec_
     assert tuner("scheduler", "--once", "--store", str(db / "missing.db")).exit_code == 2
 
 
-def test_the_loop_logs_a_failed_tick_and_goes_on(db, spec_file, caplog):
+def test_the_loop_logs_a_failed_tick_and_goes_on(db, spec_file, caplog, monkeypatch):
+    # An in-process `tuner scheduler` (the CLI tests) logs to stderr only: let the records reach caplog again.
+    monkeypatch.setattr(logging.getLogger("tuner.schedule"), "propagate", True)
     add(db, spec_file)
     scheduler = Scheduler(engine_on(db), clock=Clock(utc(1, 2, 1)), submit=FakeCluster().submit)
     outcomes: list[Exception | None] = [RuntimeError("store down"), None]
