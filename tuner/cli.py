@@ -74,28 +74,13 @@ def run(spec: Annotated[Path, typer.Argument(help="The sweep spec (YAML).")], se
         verbose: Annotated[bool, typer.Option(help="Show the trials' own output.")] = False,
         store: StoreOpt = None) -> None:
     """Run a sweep and print its leaderboard; every result is recorded in the sweep store as it arrives."""
-    from tuner.data import DataError
     from tuner.report import print_summary
-    from tuner.store import StoreError
     from tuner.sweep import run_sweep
 
     s = _load(spec, set_)
     err.print(f"running {_describe(s)}", highlight=False)
-    try:
-        result = run_sweep(s, address=address, overwrite=overwrite, verbose=verbose, store=store)
-    except SpecError as e:
-        _fail_spec(e)
-    except DataError as e:
-        _fail_spec(SpecError([(e.key, str(e))], str(spec)))
-    except StoreError as e:
-        err.print(f"[bold red]--store:[/bold red] {e}", highlight=False)
-        raise typer.Exit(2) from None
-    except KeyboardInterrupt:
-        err.print("interrupted")
-        raise typer.Exit(130) from None
-    except Exception as e:  # a runtime failure: say what failed, without a traceback
-        err.print(f"[bold red]sweep {s.name} failed:[/bold red] {type(e).__name__}: {e}", highlight=False)
-        raise typer.Exit(1) from None
+    result = _drive(lambda: run_sweep(s, address=address, overwrite=overwrite, verbose=verbose, store=store),
+                    f"sweep {s.name}", source=str(spec))
     print_summary(result.summary, out)
     if result.summary.get("interrupted"):
         err.print(f"[bold yellow]interrupted[/bold yellow]: {sum(t['state'] != 'error' for t in result.trials)} "
@@ -106,13 +91,23 @@ def run(spec: Annotated[Path, typer.Argument(help="The sweep spec (YAML).")], se
         raise typer.Exit(1)
 
 
-def _drive(call: Any, what: str) -> Any:
-    """Run a sweep-driving call (resume, extend): a bad spec exits 2, Ctrl+C 130, a runtime failure 1 in one line."""
+def _drive(call: Any, what: str, source: str = "spec") -> Any:
+    """Run a sweep-driving call (run, resume, extend): a bad spec, data source or --store exits 2, Ctrl+C 130, a
+    runtime failure 1, each in one line."""
+    from tuner.data import DataError
+    from tuner.store import StoreError
+
     try:
         return call()
     except SpecError as e:
         _fail_spec(e)
         raise  # unreachable
+    except DataError as e:
+        _fail_spec(SpecError([(e.key, str(e))], source))
+        raise  # unreachable
+    except StoreError as e:
+        err.print(f"[bold red]--store:[/bold red] {e}", highlight=False)
+        raise typer.Exit(2) from None
     except KeyboardInterrupt:
         err.print("interrupted")
         raise typer.Exit(130) from None
