@@ -63,6 +63,25 @@ def tiny_raw(corpus: Path, storage: Path, request: pytest.FixtureRequest):
     return make
 
 
+@pytest.fixture
+def shipped_job(tmp_path: Path, corpus: Path, tiny_raw: Any):
+    """Make what a user ships to a cluster: a directory with a tiny spec (named ``name``) and its data, read
+    relative to the spec where the job runs; results go to an absolute storage path. Returns the spec's path."""
+
+    def make(name: str) -> Path:
+        import yaml
+
+        d = tmp_path / "job"
+        d.mkdir()
+        (d / "corpus.txt").write_text(Path(corpus).read_text()[:200_000])
+        spec = tiny_raw(name=name, storage=str(tmp_path / "sweeps"), train={"max_steps": 10})
+        spec["data"]["source"] = "corpus.txt"
+        (d / "spec.yaml").write_text(yaml.safe_dump(spec))
+        return d / "spec.yaml"
+
+    return make
+
+
 @pytest.fixture(scope="session")
 def ray_local():
     import ray

@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 VENV_BIN = Path(sys.executable).parent
@@ -33,15 +32,8 @@ def closed_port() -> int:
 
 
 @pytest.fixture
-def job_dir(tmp_path, corpus, tiny_raw) -> Path:
-    """What a user ships: a directory with the spec and its data; results go to an absolute storage path."""
-    d = tmp_path / "job"
-    d.mkdir()
-    (d / "corpus.txt").write_text(Path(corpus).read_text()[:200_000])
-    spec = tiny_raw(name="remote", storage=str(tmp_path / "sweeps"), train={"max_steps": 10})
-    spec["data"]["source"] = "corpus.txt"  # relative to the spec: resolved where the job runs
-    (d / "spec.yaml").write_text(yaml.safe_dump(spec))
-    return d
+def job_dir(shipped_job) -> Path:
+    return shipped_job("remote").parent
 
 
 def test_submit_and_wait_runs_the_sweep_on_the_head(ray_head, job_dir, tmp_path):

@@ -9,7 +9,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
-import yaml
 
 from tuner import remote, schedule, store
 from tuner.schedule import Scheduler
@@ -30,15 +29,8 @@ class Clock:
 
 
 @pytest.fixture
-def spec_file(tmp_path, corpus, tiny_raw) -> Path:
-    """A shipped job directory: the spec and its data; results go to an absolute storage path."""
-    d = tmp_path / "job"
-    d.mkdir()
-    (d / "corpus.txt").write_text(Path(corpus).read_text()[:200_000])
-    spec = tiny_raw(name="nightly", storage=str(tmp_path / "sweeps"), train={"max_steps": 10})
-    spec["data"]["source"] = "corpus.txt"
-    (d / "spec.yaml").write_text(yaml.safe_dump(spec))
-    return d / "spec.yaml"
+def spec_file(shipped_job) -> Path:
+    return shipped_job("nightly")
 
 
 def scheduled_jobs(address: str) -> list[dict]:
