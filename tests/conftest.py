@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,6 +13,10 @@ from typing import Any
 import pytest
 
 from tuner.data import stdlib_files
+
+# Ray Train's controller polls its workers every 2 s, and each step of a run's start-up and end waits for a poll:
+# a tenth of that saves ~5 s per Train run. Set before any Ray starts here, so every node inherits it.
+os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.2")
 
 TINY: dict[str, Any] = {
     "model": {"family": "llama", "hidden_size": 32, "num_layers": 1, "num_heads": 2},

@@ -55,7 +55,7 @@ PROBE = textwrap.dedent('''
     for t in runs:
         t.join()
     # Two trials that each need the whole cluster's GPUs: the second waits for the first, all or nothing.
-    runs = [threading.Thread(target=run, args=(f"gang{i}", 4.0), kwargs={"gpus_per_worker": 4}) for i in range(2)]
+    runs = [threading.Thread(target=run, args=(f"gang{i}", 1.5), kwargs={"gpus_per_worker": 4}) for i in range(2)]
     for t in runs:
         t.start()
     for t in runs:

@@ -1,5 +1,6 @@
 """Sweeps submitted to a real local head (`ray start --head` on 127.0.0.1, token auth on) through the Jobs API:
-`tuner submit --wait`, the raw `ray job submit` path, `tuner jobs`, and the one-line connection/auth errors."""
+`tuner submit --wait`, `tuner jobs`, and the one-line connection/auth errors. (The raw `ray job submit` path is
+tests/integration/test_multinode.py's: its sweep goes to a multi-node cluster that way.)"""
 
 from __future__ import annotations
 
@@ -58,17 +59,6 @@ def test_submit_and_wait_runs_the_sweep_on_the_head(ray_head, job_dir, tmp_path)
     assert logs.returncode == 0 and "best:" in logs.stdout
     missing = tuner("jobs", "status", "tuner-nope", "--address", ray_head.dashboard)
     assert missing.returncode == 1 and "no job tuner-nope" in missing.stderr
-
-
-def test_raw_ray_job_submit_runs_tuner(ray_head, job_dir, tmp_path):
-    env = {**os.environ, "RAY_AUTH_MODE": "token", "PATH": f"{VENV_BIN}:{os.environ['PATH']}"}
-    r = subprocess.run([str(VENV_BIN / "ray"), "job", "submit", "--address", ray_head.dashboard,
-                        "--working-dir", str(job_dir), "--", "python", "-m", "tuner", "run", "spec.yaml",
-                        "--set", "name=raw",
-                        "--set", "search.num_trials=1"], capture_output=True, text=True, timeout=400, env=env)
-    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    assert "succeeded" in r.stdout.lower()
-    assert json.loads((tmp_path / "sweeps" / "raw" / "summary.json").read_text())["trials"]
 
 
 def test_a_bad_spec_is_refused_before_anything_is_submitted(ray_head, job_dir):
