@@ -20,13 +20,12 @@ Only checkpoints on a local (or mounted) filesystem are collected; those on remo
 from __future__ import annotations
 
 import contextlib
-import functools
 import logging
 import math
 import os
 import shutil
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, NamedTuple, TypeGuard
@@ -34,6 +33,7 @@ from typing import Any, Literal, NamedTuple, TypeGuard
 import pyarrow.fs
 from ray.tune import Callback
 
+from tuner.callbacks import best_effort
 from tuner.distributed import POINTER, resolve_checkpoint
 
 log = logging.getLogger(__name__)
@@ -230,17 +230,8 @@ def _on_disk(trial: dict[str, Any], disks: dict[Path, _Disk]) -> list[Saved]:
 
 # --- while a sweep runs -----------------------------------------------------------------------------------------------
 
-def _guarded(hook: Callable[..., None]) -> Callable[..., None]:
-    """Collecting garbage must never stop the sweep: a failure costs a warning, and the checkpoints stay."""
-
-    @functools.wraps(hook)
-    def run(self: CheckpointGC, *args: Any, **kwargs: Any) -> None:
-        try:
-            hook(self, *args, **kwargs)
-        except Exception as e:
-            log.warning("checkpoint GC: %s failed: %s: %s", hook.__name__, type(e).__name__, e)
-
-    return run
+# Collecting garbage must never stop the sweep: a failure costs a warning, and the checkpoints stay.
+_guarded = best_effort(lambda gc: "checkpoint GC")
 
 
 @dataclass

@@ -29,6 +29,9 @@ StoreOpt = Annotated[str | None, typer.Option("--store", help="The sweep store: 
                                                              "default <storage>/tuner.db.")]
 StorageOpt = Annotated[Path, typer.Option("--storage", help="The sweeps' storage directory (the spec's `storage`), "
                                                             "where the default store lies.")]
+AddressOpt = Annotated[str | None, typer.Option(help="Ray cluster address (default: RAY_ADDRESS, else an embedded "
+                                                     "local Ray).")]
+VerboseOpt = Annotated[bool, typer.Option(help="Show the trials' own output.")]
 
 
 def _load(spec_path: Path, overrides: list[str] | None) -> Spec:
@@ -68,10 +71,9 @@ def validate(spec: Annotated[Path, typer.Argument(help="The sweep spec (YAML).")
 
 @app.command()
 def run(spec: Annotated[Path, typer.Argument(help="The sweep spec (YAML).")], set_: SetOpt = None,
-        address: Annotated[str | None, typer.Option(help="Ray cluster address (default: RAY_ADDRESS, else an "
-                                                         "embedded local Ray).")] = None,
+        address: AddressOpt = None,
         overwrite: Annotated[bool, typer.Option(help="Replace the results of an earlier sweep of this name.")] = False,
-        verbose: Annotated[bool, typer.Option(help="Show the trials' own output.")] = False,
+        verbose: VerboseOpt = False,
         store: StoreOpt = None) -> None:
     """Run a sweep and print its leaderboard; every result is recorded in the sweep store as it arrives."""
     from tuner.report import print_summary
@@ -119,9 +121,8 @@ def _drive(call: Any, what: str, source: str = "spec") -> Any:
 @app.command()
 def resume(name: Annotated[str, typer.Argument(help="The sweep's name (or its directory).")],
            storage: StorageOpt = Path("./sweeps"),
-           address: Annotated[str | None, typer.Option(help="Ray cluster address (default: RAY_ADDRESS, else an "
-                                                            "embedded local Ray).")] = None,
-           verbose: Annotated[bool, typer.Option(help="Show the trials' own output.")] = False,
+           address: AddressOpt = None,
+           verbose: VerboseOpt = False,
            store: StoreOpt = None) -> None:
     """Finish a sweep whose driver died: unfinished trials continue from their checkpoints, finished ones stay."""
     from tuner.report import print_summary
@@ -139,9 +140,8 @@ def resume(name: Annotated[str, typer.Argument(help="The sweep's name (or its di
 def extend(name: Annotated[str, typer.Argument(help="The finished sweep's name (or its directory).")],
            trials: Annotated[int, typer.Option("--trials", min=1, help="How many trials to add.")],
            storage: StorageOpt = Path("./sweeps"),
-           address: Annotated[str | None, typer.Option(help="Ray cluster address (default: RAY_ADDRESS, else an "
-                                                            "embedded local Ray).")] = None,
-           verbose: Annotated[bool, typer.Option(help="Show the trials' own output.")] = False,
+           address: AddressOpt = None,
+           verbose: VerboseOpt = False,
            store: StoreOpt = None) -> None:
     """Add trials to a finished sweep; its searcher starts from every past observation."""
     from tuner.extend import extend_sweep

@@ -18,6 +18,7 @@ jobs_app = typer.Typer(no_args_is_help=True, help="The sweeps submitted to a Ray
 AddressOpt = Annotated[str | None, typer.Option("--address", help="The head's dashboard address, "
                                                                   "http://HEAD:8265 (default: RAY_ADDRESS, else "
                                                                   "http://127.0.0.1:8265).")]
+JobArg = Annotated[str, typer.Argument(help="The job id tuner submit printed.")]
 
 
 def _remote_failed(e: Exception) -> typer.Exit:
@@ -76,7 +77,7 @@ def jobs_list(address: AddressOpt = None) -> None:
 
 
 @jobs_app.command("status")
-def jobs_status(job: Annotated[str, typer.Argument(help="The job id tuner submit printed.")],
+def jobs_status(job: JobArg,
                 address: AddressOpt = None) -> None:
     """One submitted sweep's status."""
     from tuner import remote
@@ -91,7 +92,7 @@ def jobs_status(job: Annotated[str, typer.Argument(help="The job id tuner submit
 
 
 @jobs_app.command("logs")
-def jobs_logs(job: Annotated[str, typer.Argument(help="The job id tuner submit printed.")],
+def jobs_logs(job: JobArg,
               address: AddressOpt = None,
               follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing until the job ends.")]
               = False) -> None:
@@ -107,7 +108,7 @@ def jobs_logs(job: Annotated[str, typer.Argument(help="The job id tuner submit p
 
 
 @jobs_app.command("stop")
-def jobs_stop(job: Annotated[str, typer.Argument(help="The job id tuner submit printed.")],
+def jobs_stop(job: JobArg,
               address: AddressOpt = None) -> None:
     """Stop a submitted sweep (Ray stops its driver; trials end with it)."""
     from tuner import remote

@@ -88,9 +88,7 @@ def extend_sweep(sweep_dir: str | Path, trials: int, *, address: str | None = No
 
             summary["best_model"] = str(export_model(best["checkpoint"], d / "best_model"))
         write_results(d, summary)
-        if sweep_id is not None:
-            _end_in_store(engine, sweep_id, "interrupted" if summary["interrupted"] else "finished",
-                          best=summary["best"], trials=summary["trials"])
+        _end_in_store(engine, sweep_id, summary=summary)
         return SweepResult(d, summary)
     finally:
         engine.dispose()

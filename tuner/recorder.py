@@ -3,9 +3,7 @@ each reported result row as it arrives, committed at once."""
 
 from __future__ import annotations
 
-import functools
 import logging
-from collections.abc import Callable
 from typing import Any
 
 from ray.tune import Callback
@@ -14,23 +12,14 @@ from sqlalchemy.engine import URL, make_url
 
 from tuner import space as sp
 from tuner import store
+from tuner.callbacks import best_effort
 from tuner.sweep import _NOISE
 
 log = logging.getLogger(__name__)
 
 
-def _guarded(hook: Callable[..., None]) -> Callable[..., None]:
-    """A store that fails to write must not stop the sweep: its results still land in the experiment directory."""
-
-    @functools.wraps(hook)
-    def run(self: StoreCallback, *args: Any, **kwargs: Any) -> None:
-        try:
-            hook(self, *args, **kwargs)
-        except Exception as e:
-            log.warning("sweep store %s: %s failed: %s: %s", store.safe_url(self.url), hook.__name__,
-                        type(e).__name__, e)
-
-    return run
+# A store that fails to write must not stop the sweep: its results still land in the experiment directory.
+_guarded = best_effort(lambda callback: f"sweep store {store.safe_url(callback.url)}")
 
 
 class StoreCallback(Callback):

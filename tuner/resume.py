@@ -57,9 +57,7 @@ def resume_sweep(sweep_dir: str | Path, *, address: str | None = None, verbose: 
 
                 ray.shutdown()
         summary = finish(spec, grid, b)
-        if sweep_id is not None:
-            _end_in_store(engine, sweep_id, "interrupted" if summary["interrupted"] else "finished",
-                          best=summary["best"], trials=summary["trials"])
+        _end_in_store(engine, sweep_id, summary=summary)
         return SweepResult(d, summary)
     finally:
         engine.dispose()

@@ -298,11 +298,9 @@ def _run(spec: Spec, b: Budget, trainable: Any, data_dir: Path | None, engine: E
                 ray.shutdown()
         summary = finish(spec, grid, b)
     except BaseException as e:
-        if sweep_id is not None:
-            _end_in_store(engine, sweep_id, "interrupted" if isinstance(e, KeyboardInterrupt) else "failed")
+        _end_in_store(engine, sweep_id, "interrupted" if isinstance(e, KeyboardInterrupt) else "failed")
         raise
-    _end_in_store(engine, sweep_id, "interrupted" if summary["interrupted"] else "finished", best=summary["best"],
-                  trials=summary["trials"])
+    _end_in_store(engine, sweep_id, summary=summary)
     return SweepResult(spec.sweep_dir, summary)
 
 
@@ -326,11 +324,16 @@ def open_sweep_store(spec: Spec, url: str | None, overwrite: bool) -> tuple[Engi
                               f"or --set name=<another>")])
 
 
-def _end_in_store(engine: Engine, sweep_id: int, status: str, **final: Any) -> None:
-    """Mark the sweep ended in the store; a store that fails here costs a warning, never the sweep's outcome (its
-    results are in summary.json) nor the error that ended it."""
+def _end_in_store(engine: Engine, sweep_id: int | None, status: str | None = None,
+                  summary: dict[str, Any] | None = None) -> None:
+    """Mark the sweep ended in the store (with its summary's outcome, when it has one); a store that fails here costs
+    a warning, never the sweep's outcome (its results are in summary.json) nor the error that ended it."""
     from tuner.store import finish_sweep
 
+    if sweep_id is None:  # a resumed or extended sweep this store holds no record of
+        return
+    final = {"best": summary["best"], "trials": summary["trials"]} if summary else {}
+    status = status or ("interrupted" if summary and summary["interrupted"] else "finished")
     try:
         finish_sweep(engine, sweep_id, status, **final)
     except Exception as e:
