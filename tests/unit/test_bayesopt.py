@@ -217,7 +217,7 @@ def test_a_real_tuner_accepts_it(ray_local, tmp_path):
     tuner = tune.Tuner(
         trainable,
         param_space={"train": {"x": tune.uniform(0, 1), "n": tune.randint(0, 2)}, "model": {"hidden_size": 64}},
-        tune_config=tune.TuneConfig(metric="loss", mode="min", num_samples=6,
+        tune_config=tune.TuneConfig(metric="loss", mode="min", num_samples=6, reuse_actors=True,
                                     search_alg=BayesOptSearcher(n_initial_points=2, random_state=0)),
         run_config=tune.RunConfig(storage_path=str(tmp_path), name="bayesopt", verbose=0),
     )
