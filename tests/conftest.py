@@ -16,6 +16,9 @@ from tuner.data import stdlib_files
 # Ray Train's controller polls its workers every 2 s, and each step of a run's start-up and end waits for a poll:
 # a tenth of that saves ~5 s per Train run. Set before any Ray starts here, so every node inherits it.
 os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.2")
+# Token auth, as Ray clusters default to. A process reads RAY_AUTH_MODE once, at its first Ray call (importing some
+# test modules makes one), so a test cannot switch it on later: the Jobs SDK would then send no token.
+os.environ.setdefault("RAY_AUTH_MODE", "token")
 
 TINY: dict[str, Any] = {
     "model": {"family": "llama", "hidden_size": 32, "num_layers": 1, "num_heads": 2},
