@@ -54,8 +54,9 @@ PROBE = textwrap.dedent('''
         t.start()
     for t in runs:
         t.join()
-    # Two trials that each need the whole cluster's GPUs: the second waits for the first, all or nothing.
-    runs = [threading.Thread(target=run, args=(f"gang{i}", 1.5), kwargs={"gpus_per_worker": 4}) for i in range(2)]
+    # Two trials that each need the whole cluster's GPUs: the second waits for the first, all or nothing. Each trains
+    # 2.5 s, so a second trial that did not wait would start well before the first ends (start skew is under 1 s).
+    runs = [threading.Thread(target=run, args=(f"gang{i}", 2.5), kwargs={"gpus_per_worker": 4}) for i in range(2)]
     for t in runs:
         t.start()
     for t in runs:
