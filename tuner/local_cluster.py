@@ -110,7 +110,7 @@ def _wait_for(proc: subprocess.Popen[bytes], log: Path, ready: Any, what: str) -
         if proc.poll() is not None:
             raise ClusterError(f"{what} exited: {_tail(log)}")
         time.sleep(0.5)
-    _stop_group(proc.pid)
+    _stop_groups([proc.pid])
     raise ClusterError(f"{what} did not start within {START_TIMEOUT_S:.0f} s: {_tail(log)}")
 
 
@@ -147,7 +147,8 @@ def up(workers: int = 2, *, cpus_per_worker: float = 1.0, gpus_per_worker: float
                                   _port_of(head_args, "--node-manager-port")))
         save(cluster, d)
         _wait_for(head, log, lambda: _dashboard_up(cluster.dashboard), "the head")
-        for i in range(workers):
+        started = []
+        for i in range(workers):  # all at once: each joins the head on its own
             # Its own temp dir, as on its own machine: nodes sharing one would unpack a job's working dir into the
             # same place at once (a job's driver then finds its files gone). Short: Unix socket paths live there.
             temp = tempfile.mkdtemp(prefix="tuner-node-")
@@ -155,10 +156,12 @@ def up(workers: int = 2, *, cpus_per_worker: float = 1.0, gpus_per_worker: float
             args = ["--address", cluster.gcs, "--node-ip-address", "127.0.0.1", "--num-cpus", _num(cpus_per_worker),
                     "--num-gpus", _num(gpus_per_worker), "--temp-dir", temp, *_node_ports()]
             log = d / f"worker-{i}.log"
-            proc = _start(args, log)
-            cluster.nodes.append(Node("worker", proc.pid, str(log), {"CPU": cpus_per_worker, "GPU": gpus_per_worker},
+            started.append((_start(args, log), log))
+            cluster.nodes.append(Node("worker", started[-1][0].pid, str(log),
+                                      {"CPU": cpus_per_worker, "GPU": gpus_per_worker},
                                       _port_of(args, "--node-manager-port")))
             save(cluster, d)
+        for i, (proc, log) in enumerate(started):
             _wait_for(proc, log, lambda log=log: "Ray runtime started" in log.read_text(errors="replace"),
                       f"worker {i}")
     except BaseException:
@@ -194,17 +197,21 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _stop_group(pid: int) -> None:
-    """SIGTERM to a node's `ray start --block` (it stops the node's processes), then SIGKILL to its whole group."""
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGTERM)
+def _stop_groups(pids: list[int]) -> None:
+    """SIGTERM to nodes' `ray start --block` processes (each stops its node's processes), all at once, then SIGKILL
+    to each whole group."""
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + STOP_TIMEOUT_S
-    while _alive(pid) and time.monotonic() < deadline:
-        _reap(pid)
+    while any(_alive(pid) for pid in pids) and time.monotonic() < deadline:
+        for pid in pids:
+            _reap(pid)
         time.sleep(0.2)
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, signal.SIGKILL)  # whatever of the node outlived its leader
-    _reap(pid)
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, signal.SIGKILL)  # whatever of the node outlived its leader
+        _reap(pid)
 
 
 def _reap(pid: int) -> None:
@@ -220,8 +227,8 @@ def down(d: Path | None = None) -> int:
     except ClusterError:
         return 0
     running = sum(_alive(n.pid) for n in cluster.nodes)
-    for n in [*cluster.workers, *(n for n in cluster.nodes if n.role == "head")]:
-        _stop_group(n.pid)
+    _stop_groups([n.pid for n in cluster.workers])
+    _stop_groups([n.pid for n in cluster.nodes if n.role == "head"])
     # `ray start` records its cluster for a later bare ray.init() to join; ours is gone (`ray stop` would do this).
     current = Path(os.environ.get("RAY_TMPDIR", "/tmp")) / "ray" / "ray_current_cluster"
     if current.is_file() and current.read_text().strip().endswith(cluster.gcs.rsplit(":", 1)[1]):
