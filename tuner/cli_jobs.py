@@ -77,8 +77,7 @@ def jobs_list(address: AddressOpt = None) -> None:
 
 
 @jobs_app.command("status")
-def jobs_status(job: JobArg,
-                address: AddressOpt = None) -> None:
+def jobs_status(job: JobArg, address: AddressOpt = None) -> None:
     """One submitted sweep's status."""
     from tuner import remote
     from tuner.cli import out
@@ -108,8 +107,7 @@ def jobs_logs(job: JobArg,
 
 
 @jobs_app.command("stop")
-def jobs_stop(job: JobArg,
-              address: AddressOpt = None) -> None:
+def jobs_stop(job: JobArg, address: AddressOpt = None) -> None:
     """Stop a submitted sweep (Ray stops its driver; trials end with it)."""
     from tuner import remote
     from tuner.cli import out

@@ -330,7 +330,7 @@ def _end_in_store(engine: Engine, sweep_id: int | None, status: str | None = Non
     a warning, never the sweep's outcome (its results are in summary.json) nor the error that ended it."""
     from tuner.store import finish_sweep
 
-    if sweep_id is None:  # a resumed or extended sweep this store holds no record of
+    if sweep_id is None:  # no record of it: the sweep failed before one was made, or this store never knew it
         return
     final = {"best": summary["best"], "trials": summary["trials"]} if summary else {}
     status = status or ("interrupted" if summary and summary["interrupted"] else "finished")
