@@ -92,6 +92,23 @@ def _env() -> dict[str, str]:
     return env
 
 
+def _ensure_token() -> None:
+    """`ray start --head` with token auth refuses to start without a token (ray.init() makes one for the local Ray it
+    starts): make one as `ray get-auth-token --generate` does, where neither the environment nor ~/.ray holds one."""
+    if os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH"):
+        return
+    if (Path.home() / ".ray" / "auth_token").is_file():
+        return
+    r = subprocess.run([_ray(), "get-auth-token", "--generate"], env=_env(), capture_output=True, text=True)
+    if r.returncode != 0:  # its stdout is the token itself: never shown
+        raise ClusterError(f"could not generate a Ray auth token: {_last_line(r.stderr)}")
+
+
+def _last_line(text: str) -> str:
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    return lines[-1].strip() if lines else "(no output)"
+
+
 def _start(args: list[str], log: Path) -> subprocess.Popen[bytes]:
     with open(log, "w") as f:
         return subprocess.Popen([_ray(), "start", "--block", "--disable-usage-stats", *args], env=_env(), stdout=f,
@@ -136,6 +153,7 @@ def up(workers: int = 2, *, cpus_per_worker: float = 1.0, gpus_per_worker: float
     if (d / STATE_FILE).is_file() and any(_alive(n.pid) for n in load(d).nodes):
         raise ClusterError(f"a local cluster from {d / STATE_FILE} is still up: `tuner cluster down` first")
     d.mkdir(parents=True, exist_ok=True)
+    _ensure_token()
     port, dash = _free_port(), _free_port()
     head_args = ["--head", "--node-ip-address", "127.0.0.1", "--port", str(port), "--dashboard-host", "127.0.0.1",
                  "--dashboard-port", str(dash), "--num-cpus", _num(head_cpus), "--num-gpus", "0", *_node_ports()]
