@@ -363,9 +363,10 @@ def summarize(spec: Spec, grid: Any, b: Budget) -> dict[str, Any]:
     keys = list(s.space)
     better = min if s.mode == "min" else max
     trials = []
-    for result in grid:
+    # A trial that failed before its first result has no config in its result: its Trial has it.
+    for result, trial in zip(grid, grid._experiment_analysis.trials, strict=True):
         last = _jsonable(result.metrics or {})
-        config = result.config or {}
+        config = result.config or trial.config or {}
         tuned = {k: _jsonable(sp.get_path(config, k) if not spec.is_custom else config.get(k)) for k in keys}
         values = _reported(result, s.metric)
         value = better(values) if values else None

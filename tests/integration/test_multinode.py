@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from support import cli_env, freeze, frozen, result_rows, wait_until
 
 from tuner import local_cluster
 
@@ -25,25 +26,14 @@ EVAL_EVERY = 10
 MAX_STEPS = 200
 
 
-def _env() -> dict[str, str]:
-    env = {**os.environ, "RAY_AUTH_MODE": "token", "PATH": f"{VENV_BIN}:{os.environ['PATH']}"}
-    env.pop("RAY_ADDRESS", None)
-    return env
-
-
 def _nodes(dashboard: str) -> list[dict]:
     r = subprocess.run([str(VENV_BIN / "ray"), "list", "nodes", "--address", dashboard, "--format", "json"],
-                       capture_output=True, text=True, env=_env(), timeout=60, check=True)
+                       capture_output=True, text=True, env=cli_env(), timeout=60, check=True)
     return json.loads(r.stdout)
 
 
-def _rows(trial_dir: Path) -> list[dict]:
-    f = trial_dir / "result.json"
-    return [json.loads(line) for line in f.read_text().splitlines() if line.strip()] if f.is_file() else []
-
-
 def _all_rows(sweep: Path) -> dict[str, list[dict]]:
-    return {d.name.removeprefix("trial_"): _rows(d) for d in sweep.glob("trial_*")}
+    return {d.name.removeprefix("trial_"): result_rows(d) for d in sweep.glob("trial_*")}
 
 
 @dataclass
@@ -60,8 +50,8 @@ class Disturbed:
 
 @pytest.fixture(scope="module")
 def disturbed(tmp_path_factory, corpus) -> Disturbed:
-    """Runs the sweep once for this module's tests: 3 trials, 2 at a time (one per worker), one worker killed once
-    both have trained a little."""
+    """Runs the sweep once for this module's tests: 3 trials, 2 at a time (one per worker), one worker lost while
+    a trial runs on it and another runs on the other worker."""
     root = tmp_path_factory.mktemp("multinode")
     cluster = local_cluster.up(2, cpus_per_worker=1, head_cpus=0, state_dir=root / "cluster")
     try:
@@ -82,24 +72,37 @@ def disturbed(tmp_path_factory, corpus) -> Disturbed:
         started = time.monotonic()
         proc = subprocess.Popen([str(VENV_BIN / "ray"), "job", "submit", "--address", cluster.dashboard,
                                  "--working-dir", str(job), "--", "python", "-m", "tuner", "run", "spec.yaml"],
-                                env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                                env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         sweep = root / "sweeps" / "multinode"
-        killed, on_killed, finished_before = None, {}, set()
-        deadline = time.monotonic() + 240
-        while killed is None and proc.poll() is None and time.monotonic() < deadline:
-            running = {t: r for t, r in _all_rows(sweep).items() if r and r[-1]["step"] < MAX_STEPS}
-            if len({r[-1]["node_id"] for r in running.values()}) == 2 and all(len(r) >= 2 for r in running.values()):
-                killed = next(iter(running.values()))[-1]["node_id"]
-                node = next(n for n in cluster.workers if _node_id_of(n) == killed)
-                os.kill(local_cluster.raylet_pid(node), signal.SIGKILL)  # as a lost machine would
-                rows = _all_rows(sweep)
-                on_killed = {t: r[-1]["step"] for t, r in rows.items()
-                             if r and r[-1]["node_id"] == killed and r[-1]["step"] < MAX_STEPS}
-                finished_before = {t for t, r in rows.items() if r and r[-1]["step"] == MAX_STEPS}
-            time.sleep(0.2)
+
+        def submitted_job_runs() -> None:
+            if proc.poll() is not None:
+                raise AssertionError(f"the job ended before a node was lost: {proc.stdout.read()[-3000:]}")
+
+        def an_early_trial() -> tuple[str, dict] | None:
+            submitted_job_runs()
+            return next(((t, r[-1]) for t, r in _all_rows(sweep).items()
+                         if len(r) >= 2 and r[-1]["step"] <= MAX_STEPS // 2), None)
+
+        def a_trial_on_another_node() -> bool:
+            submitted_job_runs()
+            return any(len(r) >= 2 and r[-1]["node_id"] != killed for r in _all_rows(sweep).values())
+
+        with frozen() as held:
+            # The node is lost while a trial runs there: that trial is stopped (SIGSTOP) halfway at the latest, so it
+            # cannot finish first (it is at most one report past its last row), and goes on once its raylet is gone.
+            trial, row = wait_until(an_early_trial, "a trial's second report", timeout=240)
+            held += freeze([row["pid"]])
+            killed = row["node_id"]
+            # Its node's one CPU is held: the next trial runs on the other worker.
+            wait_until(a_trial_on_another_node, "a trial on the other worker", timeout=240)
+            node = next(n for n in cluster.workers if _node_id_of(n) == killed)
+            rows = _all_rows(sweep)
+            on_killed = {trial: rows[trial][-1]["step"]}
+            finished_before = {t for t, r in rows.items() if r and r[-1]["step"] == MAX_STEPS}
+            os.kill(local_cluster.raylet_pid(node), signal.SIGKILL)  # as a lost machine would
         output, _ = proc.communicate(timeout=400)
         wall = time.monotonic() - started
-        assert killed is not None, f"no moment with a trial on each worker: {output[-3000:]}"
         assert proc.returncode == 0, output[-3000:]
         summary = json.loads((sweep / "summary.json").read_text())
         dirs = {d.name.removeprefix("trial_"): d for d in sweep.glob("trial_*")}
@@ -119,7 +122,7 @@ def _node_id_of(node: local_cluster.Node) -> str | None:
 def test_trials_run_on_both_workers_and_none_on_the_driver_only_head(disturbed):
     per_node: dict[str, set[str]] = {}
     for trial_id, d in disturbed.trial_dirs.items():
-        for row in _rows(d):
+        for row in result_rows(d):
             per_node.setdefault(row["node_id"], set()).add(trial_id)
     assert disturbed.head not in per_node
     assert set(per_node) == disturbed.workers
@@ -131,7 +134,7 @@ def test_a_lost_node_costs_its_trials_at_most_one_checkpoint_interval(disturbed)
     assert len(trials) == 3 and all(t["state"] == "completed" and "error" not in t for t in trials)
     assert disturbed.on_killed, "no trial was running on the lost node"
     for trial_id, last_step in disturbed.on_killed.items():
-        rows = _rows(disturbed.trial_dirs[trial_id])
+        rows = result_rows(disturbed.trial_dirs[trial_id])
         restart = next(i for i, r in enumerate(rows) if r["resumed_at_step"] > 0)
         last, resumed = rows[restart - 1]["step"], rows[restart]["resumed_at_step"]
         # Its process may train and report on a while after its raylet died, until Ray declares the node dead. It
@@ -145,13 +148,13 @@ def test_a_lost_node_costs_its_trials_at_most_one_checkpoint_interval(disturbed)
         print(f"trial {trial_id}: last report from the node at step {last} (step {last_step} when its raylet was "
               f"killed), resumed at {resumed} on another node: {last - resumed} reported steps redone")
     for trial_id in disturbed.finished_before:  # finished trials are never run again
-        assert all(r["resumed_at_step"] == 0 for r in _rows(disturbed.trial_dirs[trial_id]))
+        assert all(r["resumed_at_step"] == 0 for r in result_rows(disturbed.trial_dirs[trial_id]))
     for trial_id, d in disturbed.trial_dirs.items():
         if trial_id not in disturbed.on_killed:
-            assert all(r["resumed_at_step"] == 0 for r in _rows(d))
+            assert all(r["resumed_at_step"] == 0 for r in result_rows(d))
 
 
-PROBE_STEPS = 60  # a report (and checkpoint) every 0.1 s: both trials are still running when a node goes
+PROBE_STEPS = 30  # a report (and checkpoint) every 0.1 s; both trials wait after their third until a node is lost
 NODE_LOSS_PROBE = '''
 import json, sys, tempfile, time
 from pathlib import Path
@@ -162,6 +165,7 @@ from ray.cluster_utils import Cluster
 
 out = Path(sys.argv[1])
 STEPS = int(sys.argv[2])
+GATE = 3
 # Fast failure detection: a lost node is declared dead after ~2 s instead of Ray's ~15 s.
 cluster = Cluster(initialize_head=True, head_node_args={
     "num_cpus": 0, "include_dashboard": False,
@@ -186,6 +190,8 @@ def train(config):
             (Path(d) / "i").write_text(str(i))
             tune.report({"i": i, "resumed_at": start, "node": node}, checkpoint=tune.Checkpoint.from_directory(d))
         progress.write_text(json.dumps({"i": i, "node": node}))  # Tune's result files are written in batches
+        while i == GATE and not (out / "lost.json").exists():  # both trials wait here until a node is lost
+            time.sleep(0.05)
 
 
 def kill_when_both_run():
@@ -197,7 +203,7 @@ def kill_when_both_run():
                 now.append(json.loads(f.read_text()))
             except (OSError, ValueError):  # being written
                 pass
-        nodes = {p["node"] for p in now if p["i"] >= 3}
+        nodes = {p["node"] for p in now if p["i"] >= GATE}
         if len(nodes) == 2:
             lost = sorted(nodes)[0]
             cluster.remove_node(by_node[lost], allow_graceful=False)

@@ -31,21 +31,37 @@ PROBE = textwrap.dedent('''
     from tuner.sharded import scaling_config
     from tuner.spec import ResourcesSpec
 
+    def other_gang_waits_or_ran(other):
+        """The other gang's placement group waits for GPUs (this gang holds them all), or it has run already."""
+        if list(out.glob(f"{other}-*.json")):
+            return True
+        return any(pg["state"] == "PENDING" for pg in ray.util.placement_group_table().values())
+
     def loop(config):
         import ray.train
         rank = ray.train.get_context().get_world_rank()
         start = time.time()
-        time.sleep(config["sleep"])
+        waited = None
+        if config["other"]:  # hold this gang's GPUs until the other gang is seen waiting for them
+            deadline = time.monotonic() + 60
+            while not other_gang_waits_or_ran(config["other"]) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            waited = other_gang_waits_or_ran(config["other"])
         Path(config["out"], f"{config['name']}-{rank}.json").write_text(json.dumps({
             "node": ray.get_runtime_context().get_node_id(), "gpus": [str(g) for g in ray.get_gpu_ids()],
-            "start": start, "end": time.time()}))
+            "start": start, "end": time.time(), "other_waited_or_ran": waited}))
         ray.train.report({"done": 1})
 
-    def run(name, sleep=0.0, **resources):
+    errors = []
+
+    def run(name, other=None, **resources):
         spec = ResourcesSpec(workers_per_trial=2, **resources)
-        DataParallelTrainer(loop, train_loop_config={"out": str(out), "name": name, "sleep": sleep},
-                            scaling_config=scaling_config(spec),
-                            run_config=RunConfig(name=name, storage_path=str(out / "storage"))).fit()
+        try:
+            DataParallelTrainer(loop, train_loop_config={"out": str(out), "name": name, "other": other},
+                                scaling_config=scaling_config(spec),
+                                run_config=RunConfig(name=name, storage_path=str(out / "storage"))).fit()
+        except Exception as e:  # a thread's error would go unseen: the probe fails with it
+            errors.append(f"{name}: {type(e).__name__}: {e}")
 
     # Both at once (3 of a node's 4 GPUs at most): pack puts its 2 workers on one node, spread one on each.
     runs = [threading.Thread(target=run, args=("pack",), kwargs={"gpus_per_worker": 1, "placement": "pack"}),
@@ -54,13 +70,16 @@ PROBE = textwrap.dedent('''
         t.start()
     for t in runs:
         t.join()
-    # Two trials that each need the whole cluster's GPUs: the second waits for the first, all or nothing. Each trains
-    # 2.5 s, so a second trial that did not wait would start well before the first ends (start skew is under 1 s).
-    runs = [threading.Thread(target=run, args=(f"gang{i}", 2.5), kwargs={"gpus_per_worker": 4}) for i in range(2)]
+    # Two trials that each need the whole cluster's GPUs: the second waits for the first, all or nothing. The first
+    # holds its GPUs until the second's placement group is seen pending, so the second cannot have slipped past.
+    runs = [threading.Thread(target=run, args=(f"gang{i}", f"gang{1 - i}"), kwargs={"gpus_per_worker": 4})
+            for i in range(2)]
     for t in runs:
         t.start()
     for t in runs:
         t.join()
+    if errors:
+        sys.exit("\n".join(errors))
     (out / "worker_nodes.json").write_text(json.dumps([n.node_id for n in nodes]))
     print("ADDRESS", cluster.address, flush=True)
     sys.stdin.readline()  # the test runs `tuner run --address` against this cluster, then lets it go
@@ -100,10 +119,10 @@ def test_pack_spread_gang_waiting_and_the_unplaceable_error(tmp_path, corpus):
         assert all(len(w["gpus"]) == 1 for w in pack + spread)
         gangs = sorted(([worker(f"gang{i}", r) for r in (0, 1)] for i in (0, 1)), key=lambda g: g[0]["start"])
         assert all(len(w["gpus"]) == 4 for g in gangs for w in g)
-        # All of a trial's workers start together, and the second trial starts only when the first has ended.
-        for g in gangs:
-            assert abs(g[0]["start"] - g[1]["start"]) < 3.0
-        assert min(w["start"] for w in gangs[1]) >= max(w["end"] for w in gangs[0]) - 0.5
+        # The first trial held every GPU while the second's placement group waited (all or nothing: no worker of the
+        # second started on the GPUs left over), and the second started only once the first had ended.
+        assert all(w["other_waited_or_ran"] for w in gangs[0] + gangs[1])
+        assert min(w["start"] for w in gangs[1]) >= max(w["end"] for w in gangs[0])
 
         (tmp_path / "corpus.txt").write_text(Path(corpus).read_text()[:100_000])
         (tmp_path / "spec.yaml").write_text(SPEC)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -11,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+from support import freeze, result_rows, thaw, wait_until
 
 from tuner.distributed import resolve_checkpoint
 from tuner.spec import validate
@@ -20,8 +22,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 def rows(trial: dict) -> list[dict]:
-    path = Path(trial["path"]) / "result.json"
-    return [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
+    return result_rows(Path(trial["path"]))
 
 
 def _train_worker_pids() -> list[int]:
@@ -43,6 +44,15 @@ def _train_worker_pids() -> list[int]:
     return sorted(pids)
 
 
+def _train_checkpoint_steps(path: Path) -> list[int]:
+    """The steps of the checkpoints Ray Train's workers have written under ``path`` (rank 0's trial.json in each)."""
+    steps = []
+    for f in path.glob("**/checkpoint_*/trial.json"):
+        with contextlib.suppress(OSError, ValueError):  # being written
+            steps.append(json.loads(f.read_text())["progress"]["step"])
+    return steps
+
+
 def test_a_ddp_trial_survives_a_killed_rank(ray_local, tiny_raw):
     """Two DDP workers; one is SIGKILLed mid-trial: Ray Train restarts the worker group from the last checkpoint."""
     eval_every = 5
@@ -53,18 +63,20 @@ def test_a_ddp_trial_survives_a_killed_rank(ray_local, tiny_raw):
     earlier = set(_train_worker_pids())  # another test's Train workers, if any are still about: not ours
     sweep = threading.Thread(target=lambda: out.setdefault("result", run_sweep(spec)))
     sweep.start()
-    killed, seen = None, 0
-    deadline = time.monotonic() + 240
-    while sweep.is_alive() and killed is None and time.monotonic() < deadline:
-        files = list(spec.sweep_dir.glob("trial_*/result.json"))
-        seen = len(files[0].read_text().splitlines()) if files else 0
+
+    def two_workers_early_in_the_trial() -> list[int] | None:
+        assert sweep.is_alive(), "the sweep ended before a worker could be killed"
+        reported = [r for d in spec.sweep_dir.glob("trial_*") for r in result_rows(d)]
+        steps = _train_checkpoint_steps(spec.sweep_dir / "train")
         pids = [p for p in _train_worker_pids() if p not in earlier]
-        if seen >= 2 and len(pids) == 2:
-            killed = pids[-1]
-            os.kill(killed, signal.SIGKILL)
-        time.sleep(0.2)
+        # A checkpoint to restart from (one that reached Tune, so the Train controller holds it), and halfway at the
+        # latest: a worker is at most two reports past its run's newest checkpoint (its next report waits for the
+        # controller to take this one), so the trial cannot end before the kill.
+        return pids if reported and max(steps, default=0) <= 30 and len(pids) == 2 else None
+
+    killed = wait_until(two_workers_early_in_the_trial, "a report with both Train workers up", timeout=240)[-1]
+    os.kill(killed, signal.SIGKILL)
     sweep.join(timeout=300)
-    assert killed is not None, "the trial ended before a worker could be killed"
     result = out["result"]
     (trial,) = result.trials
     assert trial["state"] == "completed" and "error" not in trial
@@ -97,11 +109,70 @@ def _live_train_controllers() -> int:
                            filters=[("class_name", "=", "TrainController"), ("state", "=", "ALIVE")]))
 
 
+def _train_run_workers(run_name: str) -> list[int]:
+    """The pids of a Train run's live workers, from Ray Train's state actor."""
+    import ray
+    from ray.train.v2._internal.state.state_actor import get_state_actor
+
+    actor = get_state_actor()
+    if actor is None:
+        return []
+    runs = ray.get(actor.get_train_runs.remote(), timeout=10)
+    attempts = ray.get(actor.get_train_run_attempts.remote(), timeout=10)
+    return [w.pid for run_id, run in runs.items() if run.name == run_name
+            for attempt in attempts.get(run_id, {}).values() if attempt.end_time_ns is None for w in attempt.workers]
+
+
+class Lockstep:
+    """Keeps two sharded trials within a report of each other: the Train workers of the one ahead are stopped
+    (SIGSTOP) until the other catches up. A trial's progress is the step of the newest checkpoint of its latest Train
+    run (its workers are at most two reports past it)."""
+
+    def __init__(self, sweep_dir: Path, steps_per_report: int):
+        self.sweep_dir, self.lead = sweep_dir, steps_per_report
+        self.done = threading.Event()
+        self.held: list[int] = []
+        self.holds = 0
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def progress(self) -> dict[str, tuple[int, str]]:
+        """trial id -> (step, latest Train run): the run with the newest checkpoint (an exploit starts a new one)."""
+        runs = []
+        for run in self.sweep_dir.glob("train/*"):
+            with contextlib.suppress(OSError):
+                newest = max((c.stat().st_mtime for c in run.glob("checkpoint_*")), default=run.stat().st_mtime)
+                runs.append((newest, max(_train_checkpoint_steps(run), default=0), run.name))
+        return {name.rsplit("-", 1)[0]: (step, name) for _, step, name in sorted(runs)}
+
+    def _run(self) -> None:
+        while not self.done.is_set():
+            trials = sorted(self.progress().values())
+            behind = trials[0][0] if len(trials) == 2 else 0
+            ahead = trials[-1] if trials else None
+            if ahead is not None and ahead[0] - behind >= self.lead:
+                if not self.held:
+                    self.held = freeze(_train_run_workers(ahead[1]))
+                    self.holds += bool(self.held)
+            elif self.held:
+                thaw(self.held)
+                self.held = []
+            time.sleep(0.05)
+        thaw(self.held)
+
+    def __enter__(self) -> Lockstep:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.done.set()
+        self.thread.join()
+
+
 def test_pbt_exploits_two_worker_fsdp_trials(ray_local, tiny_raw):
     steps_per_report = 10
-    # Three perturbations (at 20, 40 and 60 steps): a donor's checkpoint is the one it had at its own last
-    # perturbation, so the first may find none to clone; and a trial whose Train run started late (the other's
-    # start-up took the CPUs) may have no result yet at the other's first.
+    # An exploit needs the better trial to be in the upper quantile at one of its perturbations (every 20 steps)
+    # while the worse one has a result, and then the worse one to reach a perturbation: the trials are kept in step
+    # (a Train run that started late would otherwise leave the other to finish alone), and there are three.
     spec = validate(tiny_raw(
         train={"max_steps": 80, "eval_every": steps_per_report, "warmup_steps": 0, "min_lr_ratio": 1.0},
         search={"scheduler": "pbt", "algorithm": "random", "num_trials": 2, "quantile_fraction": 0.5,
@@ -109,7 +180,9 @@ def test_pbt_exploits_two_worker_fsdp_trials(ray_local, tiny_raw):
                 "space": {"train.lr": {"choice": [1.0e-4, 2.0e-2]}}, "points_to_evaluate": [
                     {"train.lr": 1.0e-4}, {"train.lr": 2.0e-2}]},
         resources={"workers_per_trial": 2, "cpus_per_worker": 0.5, "strategy": "fsdp"}))
-    result = run_sweep(spec)
+    with Lockstep(spec.sweep_dir, steps_per_report) as lockstep:
+        result = run_sweep(spec)
+    print(f"the trial ahead was held {lockstep.holds} time(s)")
     exploits = [json.loads(line) for line in (result.path / "pbt_global.txt").read_text().splitlines()]
     assert exploits, "no exploit happened"
     by_index = {int(t["trial_id"].rsplit("_", 1)[1]): t for t in result.trials}

@@ -1,5 +1,9 @@
 """`tuner resume` after the sweep driver is SIGKILLed mid-sweep, on a real head: finished trials are not re-run,
-unfinished ones continue from their checkpoints, and no reported result row is lost (on disk or in the store)."""
+unfinished ones continue from their checkpoints, and no reported result row is lost (on disk or in the store).
+
+The kill comes at a state the test holds: the first trial to report is frozen (SIGSTOP) after its first checkpoint,
+so it cannot finish, and the driver dies once Tune's saved experiment state has another trial finished and the
+frozen one running with a checkpoint."""
 
 from __future__ import annotations
 
@@ -10,81 +14,91 @@ import sqlite3
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 import yaml
+from support import alive, cli_env, freeze, frozen, rows_by_trial, saved_trial_states, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-VENV_BIN = Path(sys.executable).parent
-
-
-def env() -> dict[str, str]:
-    e = {**os.environ, "RAY_AUTH_MODE": "token", "PATH": f"{VENV_BIN}:{os.environ['PATH']}"}
-    e.pop("RAY_ADDRESS", None)
-    return e
-
-
-def rows_by_trial(sweep: Path) -> dict[str, list[dict]]:
-    out = {}
-    for f in sorted(sweep.glob("trial_*/result.json")):
-        out[f.parent.name] = [json.loads(line) for line in f.read_text().splitlines()]
-    return out
+STEPS = 60
 
 
 def test_resume_after_the_driver_is_killed(ray_head, tiny_raw, tmp_path):
     raw = tiny_raw(name="killed", storage=str(tmp_path / "sweeps"),
-                   train={"max_steps": 60, "eval_every": 5},
+                   train={"max_steps": STEPS, "eval_every": 5},
                    search={"algorithm": "tpe", "scheduler": "fifo", "num_trials": 3, "max_concurrent": 2})
     (tmp_path / "spec.yaml").write_text(yaml.safe_dump(raw))
     sweep = tmp_path / "sweeps" / "killed"
     driver = subprocess.Popen([sys.executable, "-m", "tuner", "run", str(tmp_path / "spec.yaml"), "--address",
-                               ray_head.gcs], env=env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                              start_new_session=True)
-    deadline = time.monotonic() + 300
-    before: dict[str, list[dict]] = {}
-    while driver.poll() is None and time.monotonic() < deadline:
-        before = rows_by_trial(sweep)
-        done = [t for t, rows in before.items() if rows and rows[-1]["step"] == 60]
-        running = [t for t, rows in before.items() if rows and rows[-1]["step"] < 60]
-        if done and running:
-            os.kill(driver.pid, signal.SIGKILL)
-            break
-        time.sleep(0.2)
-    driver.wait(timeout=30)
-    assert driver.returncode == -signal.SIGKILL, "the sweep ended before its driver could be killed"
-    before = rows_by_trial(sweep)  # what had been written when the driver died
-    finished_before = {t for t, rows in before.items() if rows and rows[-1]["step"] == 60}
-    time.sleep(3)  # Ray ends the dead driver's trial actors
+                               ray_head.gcs], env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True, start_new_session=True)
+
+    def driver_runs() -> None:
+        if driver.poll() is not None:
+            raise AssertionError(f"the driver exited ({driver.returncode}) before the kill: {driver.stdout.read()}")
+
+    def an_early_trial() -> tuple[str, int] | None:
+        driver_runs()
+        return next(((d.removeprefix("trial_"), rows[-1]["pid"]) for d, rows in rows_by_trial(sweep).items()
+                     if rows and rows[-1]["step"] <= STEPS // 2), None)
+
+    def one_done_and_the_frozen_one_saved_running() -> bool:
+        driver_runs()
+        saved = saved_trial_states(sweep)
+        status, last = saved.get(held_trial, ("", {}))
+        return status == "RUNNING" and bool(last) and any(s == "TERMINATED" for s, _ in saved.values())
+
+    with frozen() as held:
+        # Stopped halfway at the latest: a function trial waits in tune.report until the driver asks for its next
+        # result, so it is at most one report past its last row, and it reports nothing more while stopped.
+        held_trial, pid = wait_until(an_early_trial, "a trial's first report", timeout=300)
+        held += freeze([pid])
+        wait_until(one_done_and_the_frozen_one_saved_running, "another trial to finish in Tune's saved state",
+                   timeout=300)
+        os.kill(driver.pid, signal.SIGKILL)
+        driver.wait(timeout=30)
+    assert driver.returncode == -signal.SIGKILL
+    before = rows_by_trial(sweep)  # final: the driver wrote every row there is
+    saved = saved_trial_states(sweep)
+    finished_before = {f"trial_{t}" for t, (status, _) in saved.items() if status == "TERMINATED"}
+    assert f"trial_{held_trial}" not in finished_before and before[f"trial_{held_trial}"][-1]["step"] < STEPS
+    actors = {row["pid"] for rows in before.values() for row in rows}
+    # The dead driver's trial actors end (Ray kills them) before the resumed sweep asks for their CPUs.
+    wait_until(lambda: not any(alive(p) for p in actors), "Ray to end the dead driver's trial actors", timeout=60)
 
     started = time.monotonic()
     r = subprocess.run([sys.executable, "-m", "tuner", "resume", "killed", "--storage", str(tmp_path / "sweeps"),
-                        "--address", ray_head.gcs], env=env(), capture_output=True, text=True, timeout=400)
+                        "--address", ray_head.gcs], env=cli_env(), capture_output=True, text=True, timeout=400)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     after = rows_by_trial(sweep)
     summary = json.loads((sweep / "summary.json").read_text())
     known = {f"trial_{t['trial_id']}" for t in summary["trials"]}
-    # A trial started in the last second before the kill is not in Tune's saved state: resume runs a new one in its
-    # place (the searcher did not start the sweep over: 3 trials in all).
+    assert known >= {f"trial_{t}" for t in saved}
+    # A trial started after Tune's last save is not in its saved state: resume runs a new one in its place (the
+    # searcher did not start the sweep over: 3 trials in all).
     orphans = set(after) - known
-    assert len(summary["trials"]) == 3 and all(not before.get(t) or before[t][-1]["step"] < 60 for t in orphans)
+    assert len(summary["trials"]) == 3 and all(t not in finished_before for t in orphans)
     before = {t: rows for t, rows in before.items() if t in known}
     after = {t: rows for t, rows in after.items() if t in known}
     assert all(t["state"] == "completed" for t in summary["trials"])
     rerun, replayed = 0, {}
     for trial, rows in before.items():
         assert after[trial][:len(rows)] == rows  # no reported row lost or rewritten
+        assert after[trial][-1]["step"] == STEPS
         if trial in finished_before:
             rerun += after[trial] != rows
-        else:  # continued from the last checkpoint in Tune's saved state (at most a second older than the kill)
-            new = after[trial][len(rows):]
-            assert new[-1]["step"] == 60
-            resumed_at = new[0]["resumed_at_step"]
-            assert resumed_at in {0, *(x["step"] for x in rows)}
-            replayed[trial] = [x for x in new if x["step"] <= (rows[-1]["step"] if rows else 0)]
-            for x in replayed[trial]:  # a step trained again after the restore gives the same losses, bit for bit
-                first = next(r for r in rows if r["step"] == x["step"])
-                assert (x["train_loss"], x["val_loss"]) == (first["train_loss"], first["val_loss"])
+            continue
+        # Continued from the last checkpoint in Tune's saved state (a second older than the kill at most); a trial
+        # whose last report came after that save trains its last steps again, to the same losses.
+        new = after[trial][len(rows):]
+        resumed_at = new[0]["resumed_at_step"] if new else STEPS
+        assert resumed_at in {0, *(x["step"] for x in rows)}
+        replayed[trial] = [x for x in new if x["step"] <= (rows[-1]["step"] if rows else 0)]
+        for x in replayed[trial]:  # a step trained again after the restore gives the same losses, bit for bit
+            first = next(r for r in rows if r["step"] == x["step"])
+            assert (x["train_loss"], x["val_loss"]) == (first["train_loss"], first["val_loss"])
+    held = after[f"trial_{held_trial}"]
+    assert held[len(before[f"trial_{held_trial}"])]["resumed_at_step"] > 0  # the frozen one: from its checkpoint
     assert rerun == 0
     with sqlite3.connect(tmp_path / "sweeps" / "tuner.db") as db:
         stored = db.execute("select count(*) from results").fetchone()[0]
@@ -96,4 +110,4 @@ def test_resume_after_the_driver_is_killed(ray_head, tiny_raw, tmp_path):
           f"trials, {sum(map(len, before.values()))} rows; after resume ({time.monotonic() - started:.0f} s): "
           f"{sum(map(len, after.values()))} rows, {rerun} re-runs, "
           f"{sum(map(len, replayed.values()))} rows replayed after the restore, {len(orphans)} trial(s) started "
-          f"in the last second and replaced")
+          f"after Tune's last save and replaced")

@@ -1,0 +1,117 @@
+"""Helpers for tests that drive a sweep into a state and act there: wait for a condition, freeze a process, read
+what a sweep has written.
+
+A test that must catch a moment in a race (kill a driver while one trial is done and another runs, lose a node while
+a trial runs on it) does not poll and hope: it freezes the processes whose progress would end that moment
+(SIGSTOP), so the state it waits for holds until it acts, and then lets them go (SIGCONT).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+VENV_BIN = Path(sys.executable).parent
+T = TypeVar("T")
+
+
+def cli_env(**extra: str) -> dict[str, str]:
+    """The environment for a `tuner`/`ray` subprocess: this venv first on PATH, token auth on (as Ray clusters
+    default to), and no RAY_ADDRESS inherited from the caller."""
+    env = {**os.environ, "RAY_AUTH_MODE": "token", "PATH": f"{VENV_BIN}:{os.environ.get('PATH', '')}"}
+    env.pop("RAY_ADDRESS", None)
+    return {**env, **extra}
+
+
+def wait_until(probe: Callable[[], T | None], what: str, timeout: float = 120.0, every: float = 0.05) -> T:
+    """Call ``probe`` until it returns something truthy and return that; fail after ``timeout`` s naming ``what``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(every)
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie is dead for every purpose here
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def freeze(pids: Iterable[int]) -> list[int]:
+    """SIGSTOP each pid that is still there; the ones stopped."""
+    stopped = []
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGSTOP)
+            stopped.append(pid)
+    return stopped
+
+
+def thaw(pids: Iterable[int]) -> None:
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGCONT)
+
+
+@contextlib.contextmanager
+def frozen(pids: Iterable[int] = ()) -> Iterator[list[int]]:
+    """Processes stopped for the block; more can be added to the yielded list. Every one is continued at the end,
+    whatever happens, so no test leaves a stopped process behind."""
+    held = freeze(pids)
+    try:
+        yield held
+    finally:
+        thaw(held)
+
+
+def result_rows(trial_dir: Path) -> list[dict[str, Any]]:
+    """The rows of a trial's result.json (written by the driver as each result arrives)."""
+    f = Path(trial_dir) / "result.json"
+    if not f.is_file():
+        return []
+    rows = []
+    for line in f.read_text().splitlines():
+        with contextlib.suppress(ValueError):  # a line being written
+            rows.append(json.loads(line))
+    return rows
+
+
+def rows_by_trial(sweep_dir: Path) -> dict[str, list[dict[str, Any]]]:
+    """trial_<id> -> its result rows, for every trial directory of a sweep."""
+    return {d.name: result_rows(d) for d in sorted(Path(sweep_dir).glob("trial_*"))}
+
+
+def saved_trial_states(sweep_dir: Path) -> dict[str, tuple[str, dict[str, Any]]]:
+    """trial id -> (status, last result) in the experiment state Ray Tune last saved to the sweep's storage: what
+    `tuner resume` restores. Status: PENDING, RUNNING, PAUSED, TERMINATED or ERROR; the last result is {} before the
+    first (a trial that reports a checkpoint with every result has one once it has a result)."""
+    states = sorted(Path(sweep_dir).glob("experiment_state-*.json"))
+    if not states:
+        return {}
+    try:
+        saved = json.loads(states[-1].read_text())
+    except (OSError, ValueError):  # being replaced
+        return {}
+    out = {}
+    for trial_json, runtime_json in saved.get("trial_data", []):
+        trial, runtime = json.loads(trial_json), json.loads(runtime_json)
+        out[trial["trial_id"]] = (trial["status"], runtime.get("last_result") or {})
+    return out
