@@ -79,7 +79,7 @@ PROBE = textwrap.dedent('''
     for t in runs:
         t.join()
     if errors:
-        sys.exit("\n".join(errors))
+        sys.exit("; ".join(errors))
     (out / "worker_nodes.json").write_text(json.dumps([n.node_id for n in nodes]))
     print("ADDRESS", cluster.address, flush=True)
     sys.stdin.readline()  # the test runs `tuner run --address` against this cluster, then lets it go
