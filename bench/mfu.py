@@ -39,8 +39,8 @@ def main() -> None:
 
     import torch
 
-    from tuner.model import build_model, build_tokenizer
     from tuner.spec import load
+    from tuner.trial.model import build_model, build_tokenizer
 
     spec = load(args.spec)
     with torch.device("meta"):

@@ -68,16 +68,16 @@ def timing_callback() -> Any:
 
 
 def tuner_trivial(n: int, storage: Path, spec_dir: Path) -> tuple[float, Any]:
-    from tuner.budget import budget
     from tuner.spec import validate
-    from tuner.sweep import build_tuner, make_trainable
+    from tuner.spec.fidelity import fidelity
+    from tuner.sweep.tuner import build_tuner, make_trainable
 
     spec = validate({"name": f"trivial-tuner-{time.time_ns()}", "storage": str(storage),
                      "trainable": "trivial_objective:trivial",
                      "search": {"metric": "loss", "algorithm": "random", "scheduler": "fifo", "num_trials": n,
                                 "max_t": 1, "space": {"x": {"uniform": [0.0, 1.0]}}}}, spec_dir=spec_dir)
     trainable, data_dir = make_trainable(spec)
-    tuner = build_tuner(spec, budget(spec), trainable, data_dir, callbacks=[timing := timing_callback()])
+    tuner = build_tuner(spec, fidelity(spec), trainable, data_dir, callbacks=[timing := timing_callback()])
     started = timing.fit_started = time.monotonic()
     tuner.fit()
     return time.monotonic() - started, timing
@@ -107,9 +107,9 @@ def llm_trial(seconds: float, storage: Path) -> dict[str, float]:
     """One LLM trial of about ``seconds``: where its wall time went."""
     import json
 
-    from tuner.budget import budget
     from tuner.spec import load
-    from tuner.sweep import build_tuner, make_trainable
+    from tuner.spec.fidelity import fidelity
+    from tuner.sweep.tuner import build_tuner, make_trainable
 
     steps = max(20, int(seconds * 20000 / (16 * 128)))  # ~20k tokens/s on one CPU thread for the 2-layer model
     spec = load(REPO / "jobs" / "quickstart.yaml", [
@@ -117,7 +117,7 @@ def llm_trial(seconds: float, storage: Path) -> dict[str, float]:
         "search.num_trials=1", "search.max_concurrent=1", f"train.max_steps={steps}",
         f"train.eval_every={max(1, steps // 8)}", "search.space={train.lr: {loguniform: [1.0e-3, 3.0e-3]}}"])
     trainable, data_dir = make_trainable(spec)
-    tuner = build_tuner(spec, budget(spec), trainable, data_dir, callbacks=[timing := timing_callback()])
+    tuner = build_tuner(spec, fidelity(spec), trainable, data_dir, callbacks=[timing := timing_callback()])
     timing.fit_started = time.monotonic()
     tuner.fit()
     (trial_id,) = timing.end

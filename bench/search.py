@@ -104,14 +104,14 @@ def recorder(trace: Trace, cost: Any, full: Any, value_key: str) -> tuple[Any, A
 
 
 def run_tuner(raw: dict[str, Any], spec_dir: Path, trace: Trace, cost: Any, full: Any, value_key: str) -> None:
-    from tuner.budget import budget
     from tuner.spec import validate
-    from tuner.sweep import build_tuner, make_trainable
+    from tuner.spec.fidelity import fidelity
+    from tuner.sweep.tuner import build_tuner, make_trainable
 
     spec = validate(raw, spec_dir=spec_dir)
     trainable, data_dir = make_trainable(spec)
     record, stop = recorder(trace, cost, full, value_key)
-    build_tuner(spec, budget(spec), trainable, data_dir, callbacks=[record], stop=stop).fit()
+    build_tuner(spec, fidelity(spec), trainable, data_dir, callbacks=[record], stop=stop).fit()
 
 
 # --- (a) multi-fidelity Hartmann-6 ------------------------------------------------------------------------------
@@ -127,7 +127,7 @@ def hartmann_tuner(strategy: str, seed: int, budget_trials: int, max_t: int, sto
     if strategy == "pbt":
         search["perturbation_interval"] = 3
     if strategy == "hyperband+tpe":  # its paused trials count against max_concurrent: let its bracket fill
-        from tuner.checks import hyperband_bracket_size
+        from tuner.spec.fidelity import hyperband_bracket_size
 
         search["max_concurrent"] = hyperband_bracket_size(max_t, search.get("reduction_factor", 3.0))
     pauses = strategy in ("pbt", "hyperband+tpe")  # these restore trials from checkpoints
@@ -176,7 +176,7 @@ LM_PBT_SPACE = {k: v for k, v in LM_SPACE.items() if k != "model.num_layers"}  #
 
 
 def lm_raw(strategy: str, seed: int, budget_trials: int, storage: Path) -> dict[str, Any]:
-    from tuner.yamlio import loads
+    from tuner._util.yamlio import loads
 
     raw = loads((REPO / "jobs" / "quickstart.yaml").read_text())
     for section, values in LM.items():
@@ -194,28 +194,28 @@ def lm_raw(strategy: str, seed: int, budget_trials: int, storage: Path) -> dict[
 
 
 def lm_tuner(strategy: str, seed: int, budget_trials: int, storage: Path) -> Trace:
-    from tuner.budget import budget
     from tuner.spec import validate
+    from tuner.spec.fidelity import fidelity
 
     raw = lm_raw(strategy, seed, budget_trials, storage)
-    b = budget(validate(raw, spec_dir=REPO / "jobs"))
+    b = fidelity(validate(raw, spec_dir=REPO / "jobs"))
     trace = Trace(budget_trials * b.max_t)
     run_tuner(raw, REPO / "jobs", trace, lambda r: b.eval_interval, lambda r: r["tokens"] >= b.max_t, "val_loss")
     return trace
 
 
 def lm_optuna(seed: int, budget_trials: int, storage: Path) -> Trace:
-    """Optuna's own loop around the same trial code (tuner.trial.fit), in this process."""
+    """Optuna's own loop around the same trial code (tuner.trial.loop.fit), in this process."""
     import optuna
 
-    from tuner.budget import budget
     from tuner.spec import TrialSpec, validate
-    from tuner.sweep import prepare_data
-    from tuner.trial import fit
+    from tuner.spec.fidelity import fidelity
+    from tuner.sweep.tuner import prepare_data
+    from tuner.trial.loop import fit
 
     raw = lm_raw("random+fifo", seed, budget_trials, storage)
     spec = validate(raw, spec_dir=REPO / "jobs")
-    b = budget(spec)
+    b = fidelity(spec)
     data_dir = prepare_data(spec)
     trace = Trace(budget_trials * b.max_t)
     study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=seed), pruner=optuna.pruners.MedianPruner())

@@ -44,9 +44,9 @@ def plain_train(spec: Any, storage: Path) -> tuple[float, float]:
     from ray.train.torch import TorchTrainer
     from ray.train.v2.api.callback import UserCallback
 
-    from tuner.budget import budget
-    from tuner.sharded import _worker_loop, scaling_config
-    from tuner.sweep import param_space, prepare_data
+    from tuner.spec.fidelity import fidelity
+    from tuner.sweep.tuner import param_space, prepare_data
+    from tuner.trial.workers import _worker_loop, scaling_config
 
     mark = storage / f"first-{time.monotonic_ns()}"
 
@@ -55,7 +55,7 @@ def plain_train(spec: Any, storage: Path) -> tuple[float, float]:
             if not mark.exists():
                 mark.write_text(str(time.time()))
 
-    config = param_space(spec, budget(spec), prepare_data(spec))
+    config = param_space(spec, fidelity(spec), prepare_data(spec))
     config["train"]["lr"] = 3.0e-3
     trainer = TorchTrainer(_worker_loop, train_loop_config={"config": config, "restore": None, "trial_id": "plain"},
                            scaling_config=scaling_config(spec.resources),
@@ -68,15 +68,15 @@ def plain_train(spec: Any, storage: Path) -> tuple[float, float]:
 
 
 def tuner_sweep(spec: Any) -> tuple[float, float]:
-    from tuner.budget import budget
-    from tuner.placement import fit_to_cluster
-    from tuner.sweep import build_tuner, make_trainable
+    from tuner.spec.fidelity import fidelity
+    from tuner.sweep.placement import fit_to_cluster
+    from tuner.sweep.tuner import build_tuner, make_trainable
 
     spec = fit_to_cluster(spec)
     trainable, data_dir = make_trainable(spec)
     timing = timing_callback()
     started = time.monotonic()
-    build_tuner(spec, budget(spec), trainable, data_dir, callbacks=[timing]).fit()
+    build_tuner(spec, fidelity(spec), trainable, data_dir, callbacks=[timing]).fit()
     return timing.cold(), time.monotonic() - started
 
 
@@ -89,8 +89,8 @@ def main() -> None:
 
     import ray
 
-    from tuner.data import stdlib_files
     from tuner.spec import validate
+    from tuner.trial.data import stdlib_files
 
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     ray.init(address="local", include_dashboard=True, dashboard_host="127.0.0.1", log_to_driver=False,

@@ -18,11 +18,11 @@ from pathlib import Path
 
 import torch
 
-from tuner.budget import Budget
-from tuner.data import TokenData, prepare
-from tuner.model import build_model, build_tokenizer
-from tuner.spec import DataSpec, ModelSpec, ResourcesSpec, TrainSpec
-from tuner.trial import TrialSpec, fit
+from tuner.spec import DataSpec, ModelSpec, ResourcesSpec, TrainSpec, TrialSpec
+from tuner.spec.fidelity import Fidelity
+from tuner.trial.data import TokenData, prepare
+from tuner.trial.loop import fit
+from tuner.trial.model import build_model, build_tokenizer
 
 
 def plain_loop(spec: TrialSpec, data: TokenData, steps: int) -> float:
@@ -51,7 +51,7 @@ def tuner_loop(spec: TrialSpec, data_dir: Path, steps: int) -> tuple[float, floa
     """(training tokens/s as the trial reports it, wall seconds spent outside training steps)."""
     reports = []
     start = time.perf_counter()
-    fit(spec, Budget("step", steps, steps, steps), data_dir, lambda m, d: reports.append(m))
+    fit(spec, Fidelity("step", steps, steps, steps), data_dir, lambda m, d: reports.append(m))
     wall = time.perf_counter() - start
     tps = reports[-1]["tokens_per_s"]
     train_s = steps * spec.train.batch_size * spec.data.seq_len / tps

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tuner.data import stdlib_files
+from tuner.trial.data import stdlib_files
 
 # Ray Train's controller polls its workers every 2 s, and each step of a run's start-up and end waits for a poll:
 # a tenth of that saves ~5 s per Train run. Set before any Ray starts here, so every node inherits it.

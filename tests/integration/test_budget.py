@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tuner.spec import validate
-from tuner.sweep import run_sweep
+from tuner.sweep.driver import run_sweep
 
 pytestmark = pytest.mark.integration
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tuner.checkpoints import CheckpointGC
+from tuner.sweep.callbacks.checkpoint_gc import CheckpointGC
 
 pytestmark = [pytest.mark.integration]
 
@@ -66,7 +66,7 @@ def train(config):
 
 def test_a_sweep_keeps_the_best_k_trials_checkpoints(ray_local, tmp_path, storage):
     from tuner.spec import validate
-    from tuner.sweep import run_sweep
+    from tuner.sweep.driver import run_sweep
 
     (tmp_path / "ckpt_objective.py").write_text(OBJECTIVE)
     spec = validate({"name": "gc-keep-best", "storage": str(storage), "trainable": "ckpt_objective:train",

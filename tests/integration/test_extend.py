@@ -6,10 +6,9 @@ import json
 
 import pytest
 
-from tuner.extend import extend_sweep
 from tuner.spec import SpecError, validate
 from tuner.store import open_store, sweep_leaderboard
-from tuner.sweep import run_sweep
+from tuner.sweep.driver import extend_sweep, run_sweep
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -1,4 +1,4 @@
-"""A sweep on a multi-node cluster on this machine (tuner.local_cluster: a driver-only head and 2 worker nodes, each
+"""A sweep on a multi-node cluster on this machine (tuner.service.local_cluster: a driver-only head and 2 worker nodes, each
 its own `ray start`), submitted with the raw `ray job submit`: its trials run on both workers and none on the head;
 then one worker node is lost (its raylet SIGKILLed) mid-sweep, and the trials it ran finish elsewhere from their
 last checkpoints."""
@@ -18,7 +18,7 @@ import pytest
 import yaml
 from support import cli_env, freeze, frozen, result_rows, wait_until
 
-from tuner import local_cluster
+from tuner.service import local_cluster
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 VENV_BIN = Path(sys.executable).parent

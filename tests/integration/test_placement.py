@@ -28,7 +28,7 @@ PROBE = textwrap.dedent('''
 
     from ray.train import RunConfig
     from ray.train.v2.api.data_parallel_trainer import DataParallelTrainer
-    from tuner.sharded import scaling_config
+    from tuner.trial.workers import scaling_config
     from tuner.spec import ResourcesSpec
 
     def other_gang_waits_or_ran(other):

@@ -9,7 +9,7 @@ import math
 import pytest
 
 from tuner.spec import validate
-from tuner.sweep import run_sweep
+from tuner.sweep.driver import run_sweep
 
 pytestmark = pytest.mark.integration
 

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 from support import freeze, result_rows, thaw, wait_until
 
-from tuner.distributed import resolve_checkpoint
 from tuner.spec import validate
-from tuner.sweep import run_sweep
+from tuner.sweep.driver import run_sweep
+from tuner.trial.parallel import resolve_checkpoint
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

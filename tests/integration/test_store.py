@@ -9,10 +9,10 @@ import pytest
 from typer.testing import CliRunner
 
 from tuner.cli import app
-from tuner.recorder import _NOISE
 from tuner.spec import validate
 from tuner.store import list_sweeps, open_store, sweep_leaderboard, trial_results
-from tuner.sweep import run_sweep
+from tuner.sweep.driver import run_sweep
+from tuner.sweep.summary import RAY_BOOKKEEPING
 
 pytestmark = pytest.mark.integration
 
@@ -32,7 +32,7 @@ def test_the_store_holds_every_reported_row(ray_local, tiny_raw):
     by_id = {r["trial_id"]: r for r in board["leaderboard"]}
     for t in summary["trials"]:
         lines = (Path(t["path"]) / "result.json").read_text().splitlines()
-        rows = [{k: v for k, v in json.loads(ln).items() if k not in _NOISE} for ln in lines]
+        rows = [{k: v for k, v in json.loads(ln).items() if k not in RAY_BOOKKEEPING} for ln in lines]
         assert len(rows) == t["iterations"] == 4  # 20 steps, evaluated every 5
         assert trial_results(engine, spec.name, t["trial_id"]) == rows
         stored = by_id[t["trial_id"]]

@@ -10,7 +10,7 @@ from itertools import product
 import pytest
 
 from tuner.spec import validate
-from tuner.sweep import run_sweep
+from tuner.sweep.driver import run_sweep
 
 pytestmark = pytest.mark.integration
 UNTRAINED = math.log(384)  # the byte-level vocabulary: a uniform guess

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from tuner.budget import budget
 from tuner.spec import validate
+from tuner.spec.fidelity import fidelity
 
 
 def test_token_budget_uses_the_largest_batch(tiny_raw):
     spec = validate(tiny_raw(search={"space": {"train.batch_size": {"choice": [2, 4, 8]}}}))
-    b = budget(spec)
+    b = fidelity(spec)
     assert b.time_attr == "tokens"
     assert b.max_t == 20 * 8 * 32  # max_steps at the largest batch, times seq_len
     assert b.eval_interval == 5 * 8 * 32 and b.grace_period == b.eval_interval
@@ -16,12 +16,12 @@ def test_token_budget_uses_the_largest_batch(tiny_raw):
 
 def test_step_budget_and_explicit_knobs(tiny_raw):
     spec = validate(tiny_raw(search={"time_attr": "step", "grace_period": 10}))
-    b = budget(spec)
+    b = fidelity(spec)
     assert (b.time_attr, b.max_t, b.eval_interval, b.grace_period) == ("step", 20, 5, 10)
     raw = tiny_raw(train={"max_tokens": 6400})
     del raw["train"]["max_steps"]
     spec = validate(raw)
-    assert budget(spec).max_t == 6400 and budget(spec).eval_interval == 5 * 4 * 32  # eval_every at the batch
+    assert fidelity(spec).max_t == 6400 and fidelity(spec).eval_interval == 5 * 4 * 32  # eval_every at the batch
 
 
 def test_custom_trainable_defaults(tmp_path):
@@ -29,5 +29,5 @@ def test_custom_trainable_defaults(tmp_path):
     spec = validate({"name": "c", "trainable": "obj:f", "search": {"metric": "loss", "max_t": 27,
                                                                    "space": {"x": {"uniform": [0, 1]}}}},
                     spec_dir=tmp_path)
-    b = budget(spec)
+    b = fidelity(spec)
     assert (b.time_attr, b.max_t, b.grace_period) == ("training_iteration", 27, 1)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from tuner.callbacks import best_effort
+from tuner.sweep.callbacks import best_effort
 
 
 class Flaky:

@@ -13,9 +13,10 @@ from ray.train._internal.session import _FutureTrainingResult, _TrainingResult
 from ray.tune import Checkpoint
 from ray.tune.schedulers.pbt import _PBTTrialState
 
-from tuner._pbt import CheckpointedPBT, donor_checkpoints
-from tuner.checkpoints import CheckpointGC, Saved, plan, prune
-from tuner.distributed import write_pointer
+from tuner.schedulers.pbt import CheckpointedPBT, donor_checkpoints
+from tuner.sweep.callbacks.checkpoint_gc import CheckpointGC
+from tuner.sweep.checkpoint_policy import Saved, plan, prune
+from tuner.trial.parallel import write_pointer
 
 # --- the policy -------------------------------------------------------------------------------------------------------
 
@@ -258,7 +259,7 @@ def test_the_size_limit_and_its_single_warning(tmp_path, caplog):
     # While c ran, b (ended, worse than a) made room for it; under 250 bytes now: a's best (the sweep's) and c's.
     assert (sweep.left("a"), sweep.left("b"), sweep.left("c")) == ([0], [], [0])
     caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="tuner.checkpoints"):
+    with caplog.at_level(logging.WARNING, logger="tuner.sweep.callbacks.checkpoint_gc"):
         sweep.gc.max_total_bytes = 50
         sweep.gc.on_experiment_end(trials=list(sweep.trials.values()))
         sweep.gc.on_experiment_end(trials=list(sweep.trials.values()))
@@ -279,7 +280,7 @@ def test_checkpoints_it_never_recorded_are_kept_and_remote_ones_ignored(tmp_path
 
 def test_it_never_raises_into_tune(tmp_path, caplog):
     gc = CheckpointGC("loss", "min", keep_best=0, grace_s=0)
-    with caplog.at_level(logging.WARNING, logger="tuner.checkpoints"):
+    with caplog.at_level(logging.WARNING, logger="tuner.sweep.callbacks.checkpoint_gc"):
         gc.on_checkpoint(iteration=0, trials=[object()], trial=SimpleNamespace(trial_id="a"),
                          checkpoint=Checkpoint(str(tmp_path)))
     assert "on_checkpoint failed" in caplog.text

@@ -18,8 +18,8 @@ import pytest
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
-from tuner.placement import SKIP_ENV
 from tuner.spec import load
+from tuner.sweep.placement import SKIP_ENV
 
 if sys.version_info >= (3, 11):
     import tomllib

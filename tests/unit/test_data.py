@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from transformers import ByT5Tokenizer
 
-from tuner.data import DataError, TokenData, encode, iter_documents, prepare, split_blocks, stdlib_files
+from tuner.trial.data import DataError, TokenData, encode, iter_documents, prepare, split_blocks, stdlib_files
 
 
 @pytest.fixture(scope="module")

@@ -13,10 +13,10 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from tuner.budget import Budget
-from tuner.data import prepare
-from tuner.model import build_tokenizer
 from tuner.spec import DataSpec, ModelSpec, ResourcesSpec, TrainSpec, TrialSpec
+from tuner.spec.fidelity import Fidelity
+from tuner.trial.data import prepare
+from tuner.trial.model import build_tokenizer
 
 WORLD = 2
 
@@ -31,7 +31,7 @@ def spec(strategy: str, **train) -> TrialSpec:
 def _rank(rank: int, port: int, trial: TrialSpec, data_dir: str, out: str, restore: str | None) -> None:
     import torch.distributed as dist
 
-    from tuner.trial import fit
+    from tuner.trial.loop import fit
 
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(WORLD),
                       LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE=str(WORLD), OMP_NUM_THREADS="1")
@@ -46,7 +46,7 @@ def _rank(rank: int, port: int, trial: TrialSpec, data_dir: str, out: str, resto
         dist.barrier()
 
     t = trial.train
-    fit(trial, Budget("step", t.max_steps, t.eval_every, t.eval_every), data_dir, report, restore=restore,
+    fit(trial, Fidelity("step", t.max_steps, t.eval_every, t.eval_every), data_dir, report, restore=restore,
         trial_id="t0")
     Path(out, f"rows_rank{rank}{'_restored' if restore else ''}.json").write_text(json.dumps(rows))
     dist.destroy_process_group()
@@ -104,8 +104,8 @@ def test_two_ranks_engage_the_strategy_and_restore_bit_for_bit(strategy, data_di
     # transformers model.
     from transformers import AutoModelForCausalLM
 
-    from tuner.distributed import write_pointer
-    from tuner.trial import export_model
+    from tuner.trial.checkpoint import export_model
+    from tuner.trial.parallel import write_pointer
 
     out = export_model(write_pointer(tmp_path / "pointer", str(tmp_path / "step12")), tmp_path / "best_model")
     model = AutoModelForCausalLM.from_pretrained(out)

@@ -1,4 +1,4 @@
-"""tuner.local_cluster pieces that need no running cluster."""
+"""tuner.service.local_cluster pieces that need no running cluster."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tuner import local_cluster
+from tuner.service import local_cluster
 
 
 def test_a_fresh_machine_gets_a_token_before_the_head_starts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):

@@ -9,8 +9,8 @@ import pytest
 from ray.tune.schedulers import TrialScheduler
 from ray.tune.schedulers.pbt import _PBTTrialState
 
-from tuner._pbt import CheckpointedPB2, CheckpointedPBT
-from tuner.schedulers import ClipToSpace
+from tuner.schedulers.factories import ClipToSpace
+from tuner.schedulers.pbt import CheckpointedPB2, CheckpointedPBT
 
 
 class FakeTrial(SimpleNamespace):

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from tuner.budget import budget, tokens_per_step
-from tuner.placement import fit_to_cluster, trials_at_once
 from tuner.spec import SpecError, validate
+from tuner.spec.fidelity import fidelity, tokens_per_step
+from tuner.sweep.placement import fit_to_cluster, trials_at_once
 
 NODE_4GPU = {"CPU": 16.0, "GPU": 4.0, "memory": 1e11}
 NODE_CPU = {"CPU": 2.0, "memory": 1e10}
@@ -61,14 +61,14 @@ def test_sharded_resource_rules(tiny_raw):
 
 
 def test_global_batch_size_keeps_tokens_per_step_and_derives_accumulation(tiny_raw):
-    from tuner.budget import grad_accum_steps
+    from tuner.spec.fidelity import grad_accum_steps
 
     raw = sharded(tiny_raw)
     raw["train"]["global_batch_size"] = 16
     raw["search"]["space"] = {"train.batch_size": {"choice": [2, 4, 8]}}
     spec = validate(raw)
     assert tokens_per_step(spec) == 16 * 32
-    assert budget(spec).max_t == spec.train.max_steps * 16 * 32
+    assert fidelity(spec).max_t == spec.train.max_steps * 16 * 32
     for b, accum in ((2, 4), (4, 2), (8, 1)):
         assert grad_accum_steps(spec.train.model_copy(update={"batch_size": b}), 2) == accum
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from tuner.budget import budget
-from tuner.registry import UnknownNameError
+from tuner._util.registry import UnknownNameError
 from tuner.schedulers import SCHEDULERS, make_scheduler
 from tuner.search import SEARCHERS, make_searcher
 from tuner.spec import validate
+from tuner.spec.fidelity import fidelity
 
 
 def test_unknown_names_list_the_valid_ones():
@@ -29,7 +29,7 @@ def test_every_searcher_builds(tiny_raw, name):
 @pytest.mark.parametrize("name", SCHEDULERS.names())
 def test_every_scheduler_builds_with_the_fidelity(tiny_raw, name):
     spec = validate(tiny_raw(search={"scheduler": name, "algorithm": "random", "max_concurrent": None}))
-    scheduler = make_scheduler(spec, budget(spec))
+    scheduler = make_scheduler(spec, fidelity(spec))
     if name == "hyperband":  # brackets over reports, which come at equal token points
         assert (scheduler._time_attr, scheduler._max_t_attr) == ("training_iteration", 4)
     elif name != "fifo":

@@ -15,9 +15,10 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from tuner import schedule, store
-from tuner.remote import JobExists, RemoteError
-from tuner.schedule import ScheduleError, Scheduler
+from tuner import store
+from tuner.service import cron
+from tuner.service.cron import CronScheduler, ScheduleError
+from tuner.service.jobs import JobExists, RemoteError
 
 CRON = "0 2 * * *"
 CREATED = datetime(2030, 1, 1, 0, 0, tzinfo=timezone.utc)
@@ -80,7 +81,7 @@ def engine_on(db: Path) -> Any:
 
 def add(db: Path, spec_file: Path, **kw: Any) -> dict[str, Any]:
     kw = {"address": ADDRESS, "overrides": [], "now": CREATED, **kw}
-    return schedule.add(engine_on(db), spec_file, kw.pop("cron", CRON), **kw)
+    return cron.add(engine_on(db), spec_file, kw.pop("cron", CRON), **kw)
 
 
 def runs(db: Path, name: str = "nightly") -> list[dict[str, Any]]:
@@ -93,27 +94,27 @@ def runs(db: Path, name: str = "nightly") -> list[dict[str, Any]]:
 
 
 def test_cron_is_checked_and_normalised():
-    assert schedule.check_cron("  0  2 * *   * ") == "0 2 * * *"
-    assert schedule.check_cron("@daily") == "@daily"
+    assert cron.check_cron("  0  2 * *   * ") == "0 2 * * *"
+    assert cron.check_cron("@daily") == "@daily"
     for bad in ("0 2 * *", "0 0 2 * * *", "61 2 * * *", "every night", "@reboot"):
         with pytest.raises(ScheduleError, match="--cron") as e:
-            schedule.check_cron(bad)
+            cron.check_cron(bad)
         assert "\n" not in str(e.value)
 
 
 def test_the_latest_fire_time_after_creation_is_due():
-    assert schedule.latest_due(CRON, CREATED, utc(1, 1, 59, 59)) is None
-    assert schedule.latest_due(CRON, CREATED, utc(1, 2)) == utc(1, 2)  # exactly at the fire time
-    assert schedule.latest_due(CRON, CREATED, utc(1, 2, 0, 30)) == utc(1, 2)
-    assert schedule.latest_due(CRON, CREATED, utc(4, 3)) == utc(4, 2)  # the latest of several missed ones
-    assert schedule.latest_due(CRON, utc(1, 2), utc(1, 2, 30)) is None  # never a time at or before creation
-    assert schedule.latest_due(CRON, utc(1, 2, 30), utc(1, 23)) is None
-    assert schedule.next_due(CRON, CREATED, utc(1, 2)) == utc(2, 2)
-    assert schedule.next_due(CRON, utc(5, 0), utc(1, 0)) == utc(5, 2)  # not before creation either
-    assert schedule.fire_times_between(CRON, utc(1, 2), utc(4, 2)) == 2
-    assert schedule.fire_times_between("* * * * *", utc(1, 0), utc(31, 0)) == schedule.MAX_COUNTED
-    assert schedule.submission_id("nightly", utc(4, 2)) == "tuner-sched-nightly-20300104T0200"
-    assert schedule.sweep_name("lm", utc(4, 2)) == "lm-20300104-0200"
+    assert cron.latest_due(CRON, CREATED, utc(1, 1, 59, 59)) is None
+    assert cron.latest_due(CRON, CREATED, utc(1, 2)) == utc(1, 2)  # exactly at the fire time
+    assert cron.latest_due(CRON, CREATED, utc(1, 2, 0, 30)) == utc(1, 2)
+    assert cron.latest_due(CRON, CREATED, utc(4, 3)) == utc(4, 2)  # the latest of several missed ones
+    assert cron.latest_due(CRON, utc(1, 2), utc(1, 2, 30)) is None  # never a time at or before creation
+    assert cron.latest_due(CRON, utc(1, 2, 30), utc(1, 23)) is None
+    assert cron.next_due(CRON, CREATED, utc(1, 2)) == utc(2, 2)
+    assert cron.next_due(CRON, utc(5, 0), utc(1, 0)) == utc(5, 2)  # not before creation either
+    assert cron.fire_times_between(CRON, utc(1, 2), utc(4, 2)) == 2
+    assert cron.fire_times_between("* * * * *", utc(1, 0), utc(31, 0)) == cron.MAX_COUNTED
+    assert cron.submission_id("nightly", utc(4, 2)) == "tuner-sched-nightly-20300104T0200"
+    assert cron.sweep_name("lm", utc(4, 2)) == "lm-20300104-0200"
 
 
 # ---- exactly once ---------------------------------------------------------------------------------------------
@@ -122,13 +123,13 @@ def test_the_latest_fire_time_after_creation_is_due():
 def test_a_due_run_fires_once_across_a_restart(db, spec_file):
     add(db, spec_file)
     cluster, clock = FakeCluster(), Clock(utc(1, 2, 0, 30))
-    first = Scheduler(engine_on(db), clock=clock, submit=cluster.submit)
+    first = CronScheduler(engine_on(db), clock=clock, submit=cluster.submit)
     fired = first.tick()
     assert [(f.status, f.sweep, f.job_id) for f in fired] == [
         ("submitted", "nightly-20300101-0200", "tuner-sched-nightly-20300101T0200")]
     assert first.tick() == []
 
-    restarted = Scheduler(engine_on(db), clock=clock, submit=cluster.submit)
+    restarted = CronScheduler(engine_on(db), clock=clock, submit=cluster.submit)
     assert restarted.tick() == []
     assert list(cluster.jobs) == ["tuner-sched-nightly-20300101T0200"] and cluster.attempts == 1
     job = cluster.jobs["tuner-sched-nightly-20300101T0200"]
@@ -155,20 +156,20 @@ def test_one_fire_time_is_claimed_once():
 def test_missed_fire_times_coalesce_into_the_latest(db, spec_file, caplog):
     add(db, spec_file)
     cluster = FakeCluster()
-    with caplog.at_level(logging.INFO, logger="tuner.schedule"):
-        fired = Scheduler(engine_on(db), clock=Clock(utc(4, 3)), submit=cluster.submit).tick()
+    with caplog.at_level(logging.INFO, logger="tuner.service.cron"):
+        fired = CronScheduler(engine_on(db), clock=Clock(utc(4, 3)), submit=cluster.submit).tick()
     assert [f.due_at for f in fired] == [utc(4, 2)] and len(cluster.jobs) == 1
     assert "3 fire time(s)" in caplog.text and "running only the latest, 2030-01-04 02:00 UTC" in caplog.text
     assert "submitted job tuner-sched-nightly-20300104T0200, sweep nightly-20300104-0200" in caplog.text
     # Nor does a scheduler that finds an older fire time unclaimed go back to it.
-    assert Scheduler(engine_on(db), clock=Clock(utc(4, 23)), submit=cluster.submit).tick() == []
+    assert CronScheduler(engine_on(db), clock=Clock(utc(4, 23)), submit=cluster.submit).tick() == []
 
 
 def test_a_run_claimed_but_never_submitted_is_submitted_by_the_next_scheduler(db, spec_file):
     sched = add(db, spec_file)
-    store.claim_run(engine_on(db), sched["id"], utc(1, 2), schedule.submission_id("nightly", utc(1, 2)))  # then died
+    store.claim_run(engine_on(db), sched["id"], utc(1, 2), cron.submission_id("nightly", utc(1, 2)))  # then died
     cluster = FakeCluster()
-    fired = Scheduler(engine_on(db), clock=Clock(utc(1, 2, 5)), submit=cluster.submit).tick()
+    fired = CronScheduler(engine_on(db), clock=Clock(utc(1, 2, 5)), submit=cluster.submit).tick()
     assert [(f.status, f.job_id) for f in fired] == [("submitted", "tuner-sched-nightly-20300101T0200")]
     assert len(cluster.jobs) == 1
 
@@ -176,9 +177,9 @@ def test_a_run_claimed_but_never_submitted_is_submitted_by_the_next_scheduler(db
 def test_a_run_the_cluster_got_before_the_scheduler_died_is_not_submitted_again(db, spec_file):
     add(db, spec_file)
     cluster, clock = FakeCluster(), Clock(utc(1, 2, 1))
-    Scheduler(engine_on(db), clock=clock, submit=cluster.submit).tick()
+    CronScheduler(engine_on(db), clock=clock, submit=cluster.submit).tick()
     store.update_run(engine_on(db), runs(db)[0]["id"], status="claimed", job_id=None)  # died before recording it
-    fired = Scheduler(engine_on(db), clock=clock, submit=cluster.submit).tick()
+    fired = CronScheduler(engine_on(db), clock=clock, submit=cluster.submit).tick()
     assert [(f.status, f.job_id) for f in fired] == [("submitted", "tuner-sched-nightly-20300101T0200")]
     assert cluster.attempts == 2 and len(cluster.jobs) == 1  # Ray refused the second: it held that id
 
@@ -186,8 +187,8 @@ def test_a_run_the_cluster_got_before_the_scheduler_died_is_not_submitted_again(
 def test_an_unreachable_cluster_is_retried_at_the_next_tick(db, spec_file, caplog):
     add(db, spec_file)
     cluster, clock = FakeCluster(unreachable=1), Clock(utc(1, 2, 1))
-    scheduler = Scheduler(engine_on(db), clock=clock, submit=cluster.submit)
-    with caplog.at_level(logging.INFO, logger="tuner.schedule"):
+    scheduler = CronScheduler(engine_on(db), clock=clock, submit=cluster.submit)
+    with caplog.at_level(logging.INFO, logger="tuner.service.cron"):
         assert [f.status for f in scheduler.tick()] == ["claimed"]
     assert runs(db)[0]["error"] == f"cannot reach a Ray cluster at {ADDRESS}" and not cluster.jobs
     assert "retrying at the next tick" in caplog.text
@@ -199,9 +200,9 @@ def test_an_unreachable_cluster_is_retried_at_the_next_tick(db, spec_file, caplo
 def test_a_claimed_run_overtaken_by_a_newer_fire_time_is_dropped(db, spec_file):
     add(db, spec_file)
     cluster, clock = FakeCluster(unreachable=1), Clock(utc(1, 2, 1))
-    Scheduler(engine_on(db), clock=clock, submit=cluster.submit).tick()  # cluster down: stays claimed
+    CronScheduler(engine_on(db), clock=clock, submit=cluster.submit).tick()  # cluster down: stays claimed
     clock.now = utc(2, 2, 1)
-    fired = Scheduler(engine_on(db), clock=clock, submit=cluster.submit).tick()
+    fired = CronScheduler(engine_on(db), clock=clock, submit=cluster.submit).tick()
     assert [f.due_at for f in fired] == [utc(2, 2)] and list(cluster.jobs) == ["tuner-sched-nightly-20300102T0200"]
     old = runs(db)[1]
     assert old["status"] == "failed" and "overtaken by the run due 2030-01-02 02:00 UTC" in old["error"]
@@ -214,7 +215,7 @@ def test_a_spec_that_became_invalid_fails_its_run_and_the_others_still_fire(db, 
     add(db, other)
     spec_file.write_text(spec_file.read_text().replace("max_steps: 20", "max_steps: -1"))
     cluster = FakeCluster()
-    fired = Scheduler(engine_on(db), clock=Clock(utc(1, 2, 1)), submit=cluster.submit).tick()
+    fired = CronScheduler(engine_on(db), clock=Clock(utc(1, 2, 1)), submit=cluster.submit).tick()
     assert sorted((f.schedule, f.status) for f in fired) == [("nightly", "failed"), ("other", "submitted")]
     assert "train.max_steps" in runs(db)[0]["error"]
 
@@ -240,7 +241,7 @@ def points_of(job: dict[str, Any]) -> list[dict[str, Any]] | None:
 def test_each_run_starts_from_the_previous_runs_best_configs(db, spec_file):
     add(db, spec_file, warm_start=2)
     cluster, clock = FakeCluster(), Clock(utc(1, 2, 1))
-    scheduler = Scheduler(engine_on(db), clock=clock, submit=cluster.submit)
+    scheduler = CronScheduler(engine_on(db), clock=clock, submit=cluster.submit)
     scheduler.tick()
     record_sweep(db, "nightly-20300101-0200", [
         ({"train.lr": 5e-3, "train.batch_size": 4}, 3.1), ({"train.lr": 2e-3, "train.batch_size": 8}, 2.5),
@@ -256,7 +257,7 @@ def test_each_run_starts_from_the_previous_runs_best_configs(db, spec_file):
 def test_warm_start_keeps_only_the_current_space_and_skips_runs_without_results(db, spec_file):
     add(db, spec_file)
     cluster, clock = FakeCluster(), Clock(utc(1, 2, 1))
-    scheduler = Scheduler(engine_on(db), clock=clock, submit=cluster.submit)
+    scheduler = CronScheduler(engine_on(db), clock=clock, submit=cluster.submit)
     scheduler.tick()
     record_sweep(db, "nightly-20300101-0200", [({"train.lr": 4e-3, "train.batch_size": 4, "model.dropout": 0.1}, 2.0),
                                                ({"train.lr": 4e-3, "train.batch_size": 4, "model.dropout": 0.2}, 2.2)])
@@ -271,11 +272,11 @@ def test_warm_start_keeps_only_the_current_space_and_skips_runs_without_results(
 def test_configs_that_no_longer_fit_the_spec_start_the_run_cold(db, spec_file, caplog):
     add(db, spec_file)
     cluster, clock = FakeCluster(), Clock(utc(1, 2, 1))
-    scheduler = Scheduler(engine_on(db), clock=clock, submit=cluster.submit)
+    scheduler = CronScheduler(engine_on(db), clock=clock, submit=cluster.submit)
     scheduler.tick()
     record_sweep(db, "nightly-20300101-0200", [({"train.lr": 0.5, "train.batch_size": 4}, 2.0)])  # lr out of range
     clock.now = utc(2, 2, 1)
-    with caplog.at_level(logging.INFO, logger="tuner.schedule"):
+    with caplog.at_level(logging.INFO, logger="tuner.service.cron"):
         assert [(f.status, f.warm) for f in scheduler.tick()] == [("submitted", 0)]
     assert points_of(cluster.jobs["tuner-sched-nightly-20300102T0200"]) is None
     assert "do not fit the spec as it is now" in caplog.text and "search.points_to_evaluate.0.train.lr" in caplog.text
@@ -285,9 +286,9 @@ def test_best_configs_reads_the_ranked_leaderboard(db):
     record_sweep(db, "s1", [({"x": 1}, 0.5), ({"x": 2}, 0.1), ({"x": 3}, 0.3)])
     e = engine_on(db)
     submitted = {"status": "submitted", "sweep_name": "s1", "due_at": utc(1, 2)}
-    assert schedule.best_configs(e, [submitted], ["x"], 2) == ("s1", [{"x": 2}, {"x": 3}])
-    assert schedule.best_configs(e, [{**submitted, "status": "failed"}], ["x"], 2) is None
-    assert schedule.best_configs(e, [{**submitted, "sweep_name": "gone"}], ["x"], 2) is None
+    assert cron.best_configs(e, [submitted], ["x"], 2) == ("s1", [{"x": 2}, {"x": 3}])
+    assert cron.best_configs(e, [{**submitted, "status": "failed"}], ["x"], 2) is None
+    assert cron.best_configs(e, [{**submitted, "sweep_name": "gone"}], ["x"], 2) is None
 
 
 # ---- CLI ------------------------------------------------------------------------------------------------------
@@ -354,9 +355,9 @@ def test_cli_scheduler_once_records_an_unreachable_cluster_and_exits_1(db, spec_
 
 def test_the_loop_logs_a_failed_tick_and_goes_on(db, spec_file, caplog, monkeypatch):
     # An in-process `tuner scheduler` (the CLI tests) logs to stderr only: let the records reach caplog again.
-    monkeypatch.setattr(logging.getLogger("tuner.schedule"), "propagate", True)
+    monkeypatch.setattr(logging.getLogger("tuner.service.cron"), "propagate", True)
     add(db, spec_file)
-    scheduler = Scheduler(engine_on(db), clock=Clock(utc(1, 2, 1)), submit=FakeCluster().submit)
+    scheduler = CronScheduler(engine_on(db), clock=Clock(utc(1, 2, 1)), submit=FakeCluster().submit)
     outcomes: list[Exception | None] = [RuntimeError("store down"), None]
 
     def tick() -> list[Any]:
@@ -373,7 +374,7 @@ def test_the_loop_logs_a_failed_tick_and_goes_on(db, spec_file, caplog, monkeypa
         if len(sleeps) == 2:
             raise KeyboardInterrupt
 
-    with caplog.at_level(logging.INFO, logger="tuner.schedule"), pytest.raises(KeyboardInterrupt):
+    with caplog.at_level(logging.INFO, logger="tuner.service.cron"), pytest.raises(KeyboardInterrupt):
         scheduler.run_forever(5, sleep=sleep)
     assert sleeps == [5, 5] and "tick failed: RuntimeError: store down" in caplog.text
 

@@ -10,10 +10,10 @@ import pytest
 from ray.tune.experiment import Experiment
 from ray.tune.search import Searcher, SearchGenerator
 
-from tuner.budget import budget
 from tuner.search import SEARCHERS, make_searcher
 from tuner.spec import validate
-from tuner.sweep import param_space
+from tuner.spec.fidelity import fidelity
+from tuner.sweep.tuner import param_space
 
 SPACE = {
     "x": {"uniform": [0.0, 1.0]},
@@ -48,7 +48,7 @@ def make(tmp_path):
                          "search": {"metric": "loss", "mode": "min", "algorithm": name, "scheduler": "fifo",
                                     "num_trials": num_trials, "seed": seed, "space": space, **options}},
                         spec_dir=tmp_path)
-        space = param_space(spec, budget(spec), None)
+        space = param_space(spec, fidelity(spec), None)
         alg = make_searcher(spec)
         if isinstance(alg, Searcher):
             alg = SearchGenerator(alg)

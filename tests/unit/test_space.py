@@ -6,10 +6,10 @@ import pytest
 from ray import tune
 from ray.tune.search.sample import Categorical, Float, Integer
 
-from tuner.budget import budget
-from tuner.space import SpaceError, parse_dimension, parse_space
 from tuner.spec import validate
-from tuner.sweep import param_space
+from tuner.spec.fidelity import fidelity
+from tuner.spec.space import SpaceError, parse_dimension, parse_space
+from tuner.sweep.tuner import param_space
 
 
 @pytest.mark.parametrize(("raw", "domain", "sampler"), [
@@ -62,8 +62,8 @@ def test_parse_space_collects_every_problem():
 def test_trial_gets_the_full_resolved_spec(tiny_raw):
     spec = validate(tiny_raw(search={"space": {"train.lr": {"loguniform": [1e-4, 1e-2]},
                                                "model.num_layers": {"choice": [1, 2]}}}))
-    ps = param_space(spec, budget(spec), data_dir=None)
+    ps = param_space(spec, fidelity(spec), data_dir=None)
     assert set(ps) == {"model", "data", "train", "resources", "run"}
     assert isinstance(ps["train"]["lr"], Float) and isinstance(ps["model"]["num_layers"], Categorical)
     assert ps["train"]["batch_size"] == 4 and ps["model"]["hidden_size"] == 32
-    assert ps["run"]["budget"]["time_attr"] == "tokens"
+    assert ps["run"]["fidelity"]["time_attr"] == "tokens"

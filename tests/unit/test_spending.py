@@ -6,8 +6,9 @@ import pickle
 
 import pytest
 
-from tuner.spec import SpecError, parse_duration, validate
-from tuner.spending import Ledger
+from tuner.schedulers.compute_budget import Ledger
+from tuner.spec import SpecError, validate
+from tuner.spec.schema import parse_duration
 
 
 def row(i: int, seconds: float) -> dict:
@@ -40,7 +41,7 @@ def test_no_limit_is_never_spent_and_the_first_spent_limit_is_named(tmp_path):
 
 def test_the_wall_clock_runs_while_a_driver_runs(tmp_path, monkeypatch):
     now = [1000.0]
-    monkeypatch.setattr("tuner.spending.time.monotonic", lambda: now[0])
+    monkeypatch.setattr("tuner.schedulers.compute_budget.time.monotonic", lambda: now[0])
     ledger = Ledger(tmp_path / "budget.json", wall_clock_s=60)
     now[0] += 59
     assert ledger.exhausted() is None
@@ -50,7 +51,7 @@ def test_the_wall_clock_runs_while_a_driver_runs(tmp_path, monkeypatch):
 
 def test_a_restored_ledger_counts_on_from_its_file(tmp_path, monkeypatch):
     now = [0.0]
-    monkeypatch.setattr("tuner.spending.time.monotonic", lambda: now[0])
+    monkeypatch.setattr("tuner.schedulers.compute_budget.time.monotonic", lambda: now[0])
     ledger = Ledger(tmp_path / "budget.json", cpu_hours=1.0, wall_clock_s=100, cpus_per_trial=2)
     ledger.charge("a", row(1, 600))
     now[0] = 30.0

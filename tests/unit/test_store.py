@@ -195,7 +195,7 @@ def _trial(trial_id: str, lr: float, **kw: Any) -> SimpleNamespace:
 
 
 def test_store_callback_records_a_trial(tmp_path):
-    from tuner.recorder import StoreCallback
+    from tuner.sweep.callbacks.store import StoreCallback
 
     engine = store.open_store(None, tmp_path)
     sid = _sweep(engine)
@@ -228,7 +228,7 @@ def test_store_callback_records_a_trial(tmp_path):
 
 
 def test_store_callback_pickles_without_engine_or_password(tmp_path):
-    from tuner.recorder import StoreCallback
+    from tuner.sweep.callbacks.store import StoreCallback
 
     engine = store.open_store(None, tmp_path)
     cb = StoreCallback(engine, _sweep(engine), ["lr"], nested=False)
@@ -242,7 +242,7 @@ def test_store_callback_pickles_without_engine_or_password(tmp_path):
 
 
 def test_store_callback_never_stops_the_sweep(tmp_path, caplog):
-    from tuner.recorder import StoreCallback
+    from tuner.sweep.callbacks.store import StoreCallback
 
     engine = store.open_store(None, tmp_path)
     cb = StoreCallback(engine, 999, ["lr"], nested=False)  # no such sweep
@@ -254,7 +254,7 @@ def test_store_callback_never_stops_the_sweep(tmp_path, caplog):
 
 
 def test_a_sweep_of_the_same_name_elsewhere_is_refused(tmp_path, tiny_raw):
-    from tuner.sweep import open_sweep_store
+    from tuner.sweep.records import open_sweep_store
 
     spec = validate(tiny_raw(name="clash", storage=str(tmp_path)))
     engine = store.open_store(None, tmp_path)

@@ -9,11 +9,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from tuner.budget import Budget
-from tuner.data import prepare
-from tuner.model import build_model, build_tokenizer
-from tuner.spec import DataSpec, ModelSpec, ResourcesSpec, TrainSpec
-from tuner.trial import NonFiniteLossError, TrialSpec, export_model, fit, load_checkpoint, lr_at
+from tuner.spec import DataSpec, ModelSpec, ResourcesSpec, TrainSpec, TrialSpec
+from tuner.spec.fidelity import Fidelity
+from tuner.trial.checkpoint import export_model, load_checkpoint
+from tuner.trial.data import prepare
+from tuner.trial.loop import NonFiniteLossError, fit
+from tuner.trial.model import build_model, build_tokenizer
+from tuner.trial.optim import lr_at
 
 
 class Stop(Exception):
@@ -52,7 +54,7 @@ def run(spec, budget, data_dir, restore=None, stop_after=None):
 def test_restore_continues_bit_for_bit(data_dir, time_attr):
     spec = tiny()
     per = 4 * 32 if time_attr == "tokens" else 1
-    budget = Budget(time_attr, 24 * per, 6 * per, 6 * per)
+    budget = Fidelity(time_attr, 24 * per, 6 * per, 6 * per)
     full, _ = run(spec, budget, data_dir)
     assert [m["step"] for m in full] == [6, 12, 18, 24]
     first, states = run(spec, budget, data_dir, stop_after=2)
@@ -63,7 +65,7 @@ def test_restore_continues_bit_for_bit(data_dir, time_attr):
 
 
 def test_restore_applies_the_new_hyperparameters_over_the_optimizer_state(data_dir):
-    budget = Budget("step", 24, 6, 6)
+    budget = Fidelity("step", 24, 6, 6)
     _, states = run(tiny(), budget, data_dir, stop_after=2)
     donor = states[12]
     seen = {}
@@ -97,13 +99,13 @@ def test_lr_schedule_warms_up_then_decays_to_the_floor():
 
 def test_non_finite_loss_raises_a_clear_error(data_dir):
     with pytest.raises(NonFiniteLossError, match="not finite at step 6"):
-        fit(tiny(lr=1e4, warmup_steps=0), Budget("step", 24, 6, 6), data_dir, lambda m, d: None)
+        fit(tiny(lr=1e4, warmup_steps=0), Fidelity("step", 24, 6, 6), data_dir, lambda m, d: None)
 
 
 def test_gpt2_family_trains_and_loss_falls(data_dir):
     spec = tiny()
     spec = spec.model_copy(update={"model": ModelSpec(family="gpt2", hidden_size=32, num_layers=1, num_heads=2)})
-    metrics, _ = run(spec, Budget("step", 24, 6, 6), data_dir)
+    metrics, _ = run(spec, Fidelity("step", 24, 6, 6), data_dir)
     assert metrics[-1]["val_loss"] < metrics[0]["val_loss"] < math.log(384)
     assert set(metrics[0]) >= {"step", "tokens", "train_loss", "val_loss", "val_ppl", "lr", "tokens_per_s"}
 
@@ -112,7 +114,7 @@ def test_export_is_loadable_by_transformers(data_dir, tmp_path):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     spec = tiny()
-    metrics, states = run(spec, Budget("step", 12, 6, 6), data_dir)
+    metrics, states = run(spec, Fidelity("step", 12, 6, 6), data_dir)
     ckpt = tmp_path / "ckpt"
     ckpt.mkdir()
     torch.save(states[12], ckpt / "state.pt")
@@ -133,13 +135,13 @@ def test_trains_from_a_local_pretrained_directory(data_dir, tmp_path):
     tok.save_pretrained(tmp_path / "lm")
     spec = tiny()
     spec = spec.model_copy(update={"model": ModelSpec(pretrained=str(tmp_path / "lm"), dropout=0.0)})
-    metrics, _ = run(spec, Budget("step", 12, 6, 6), data_dir)
+    metrics, _ = run(spec, Fidelity("step", 12, 6, 6), data_dir)
     assert len(metrics) == 2 and metrics[-1]["val_loss"] < math.log(384)
 
 
 def test_gradient_accumulation_counts_every_micro_batch(data_dir):
     spec = tiny(batch_size=2, grad_accum_steps=2)
-    metrics, states = run(spec, Budget("tokens", 24 * 4 * 32, 6 * 4 * 32, 6 * 4 * 32), data_dir)
+    metrics, states = run(spec, Fidelity("tokens", 24 * 4 * 32, 6 * 4 * 32, 6 * 4 * 32), data_dir)
     assert [m["step"] for m in metrics] == [6, 12, 18, 24]  # 2 x 2 sequences per optimizer step
     assert metrics[-1]["tokens"] == 24 * 4 * 32 and metrics[-1]["val_loss"] < metrics[0]["val_loss"]
     assert float(states[24]["optimizer"]["state"][0]["step"]) == 24  # one optimizer step per 2 micro-batches

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tuner.registry import Registry
+from tuner._util.registry import Registry
 
 SEARCHERS = Registry("search algorithm", {
     "grid": "tuner.search._basic:variants",

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tuner import local_cluster
+from tuner.service import local_cluster
 
 
 @pytest.fixture(scope="package")

@@ -10,8 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from tuner import remote, schedule, store
-from tuner.schedule import Scheduler
+from tuner import store
+from tuner.service import cron
+from tuner.service import jobs as ray_jobs
+from tuner.service.cron import CronScheduler
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -34,7 +36,7 @@ def spec_file(shipped_job) -> Path:
 
 
 def scheduled_jobs(address: str) -> list[dict]:
-    return [j for j in remote.list_jobs(address) if j["job"].startswith("tuner-sched-nightly-")]
+    return [j for j in ray_jobs.list_jobs(address) if j["job"].startswith("tuner-sched-nightly-")]
 
 
 def test_a_due_schedule_fires_exactly_once_across_a_restart(ray_head, spec_file, tmp_path, monkeypatch):
@@ -42,22 +44,22 @@ def test_a_due_schedule_fires_exactly_once_across_a_restart(ray_head, spec_file,
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     db = str(tmp_path / "tuner.db")
     engine = store.open_store(db, tmp_path)
-    schedule.add(engine, spec_file, "0 2 * * *", address=ray_head.dashboard, overrides=[], warm_start=1,
+    cron.add(engine, spec_file, "0 2 * * *", address=ray_head.dashboard, overrides=[], warm_start=1,
                  now=utc(1, 0))
     clock = Clock(utc(1, 2, 0, 30))
     started = time.monotonic()
 
-    [first] = Scheduler(engine, clock=clock).tick()
+    [first] = CronScheduler(engine, clock=clock).tick()
     assert (first.status, first.sweep) == ("submitted", "nightly-20300101-0200") and first.job_id
-    assert remote.wait(first.job_id, ray_head.dashboard) == "SUCCEEDED"
+    assert ray_jobs.wait(first.job_id, ray_head.dashboard) == "SUCCEEDED"
     print(f"first run: {time.monotonic() - started:.1f} s")
 
-    restarted = Scheduler(store.open_store(db, tmp_path), clock=clock)
+    restarted = CronScheduler(store.open_store(db, tmp_path), clock=clock)
     assert restarted.tick() == []
     # The scheduler died after Ray took the job but before recording it: resubmitted under the same id, refused.
     run_id = store.schedule_runs(engine, store.list_schedules(engine)[0]["id"])[0]["id"]
     store.update_run(engine, run_id, status="claimed", job_id=None)
-    [again] = Scheduler(store.open_store(db, tmp_path), clock=clock).tick()
+    [again] = CronScheduler(store.open_store(db, tmp_path), clock=clock).tick()
     assert (again.status, again.job_id) == ("submitted", first.job_id)
     assert [j["job"] for j in scheduled_jobs(ray_head.dashboard)] == [first.job_id]
 
@@ -82,6 +84,6 @@ def test_a_due_schedule_fires_exactly_once_across_a_restart(ray_head, spec_file,
             trials = []
         first_trial = min(trials, key=lambda t: t["trial_id"]) if trials else None
         time.sleep(1)
-    remote.stop(second.job_id, ray_head.dashboard)
+    ray_jobs.stop(second.job_id, ray_head.dashboard)
     assert first_trial is not None and first_trial["config"] == best
     print(f"both runs: {time.monotonic() - started:.1f} s")

@@ -1,0 +1,2 @@
+"""What runs beside sweeps: the Ray Jobs client (``jobs``: submit and follow sweeps on a cluster), cron schedules
+of sweeps (``cron``) and a multi-node Ray cluster on this machine (``local_cluster``)."""

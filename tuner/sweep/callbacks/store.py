@@ -1,0 +1,106 @@
+"""The sweep driver's Ray Tune callback that writes the sweep store (tuner.store): each trial as it starts and ends,
+each reported result row as it arrives, committed at once."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from ray.tune import Callback
+from sqlalchemy import Engine
+from sqlalchemy.engine import URL, make_url
+
+from tuner import store
+from tuner._util import tree
+from tuner.sweep.callbacks import best_effort
+from tuner.sweep.summary import RAY_BOOKKEEPING
+
+log = logging.getLogger(__name__)
+
+
+# A store that fails to write must not stop the sweep: its results still land in the experiment directory.
+_guarded = best_effort(lambda callback: f"sweep store {store.safe_url(callback.url)}")
+
+
+class StoreCallback(Callback):
+    """Records one sweep's trials in the store. ``keys`` are the tuned keys (``search.space``), read from each trial's
+    config by dotted path (``nested``, the LLM trial's config is the whole trial spec) or by name. A trial that ends
+    is ``completed`` if it reached ``max_t`` in ``time_attr`` (or ``max_t`` is None: nothing stops early), else
+    ``stopped``."""
+
+    def __init__(self, engine: Engine, sweep_id: int, keys: list[str], *, nested: bool, time_attr: str = "",
+                 max_t: float | None = None):
+        self.url = engine.url.render_as_string(hide_password=False)
+        self.sweep_id, self.keys, self.nested = sweep_id, list(keys), nested
+        self.time_attr, self.max_t = time_attr, max_t
+        self._engine: Engine | None = engine
+        self._configs: dict[str, dict[str, Any]] = {}
+        self._improved: dict[str, bool] = {}
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Tune pickles its callbacks with the experiment state: no engine, and no password (a team database's
+        # should come from the environment, e.g. PGPASSWORD or ~/.pgpass).
+        state = {k: v for k, v in self.__dict__.items() if k != "_engine"}
+        u = make_url(self.url)
+        state["url"] = URL.create(u.drivername, u.username, None, u.host, u.port, u.database,
+                                  u.query).render_as_string(hide_password=False)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state, _engine=None)
+
+    @property
+    def engine(self) -> Engine:
+        if self._engine is None:
+            self._engine = store.open_store(self.url, ".")
+        return self._engine
+
+    def tuned(self, config: dict[str, Any]) -> dict[str, Any]:
+        out = {}
+        for k in self.keys:
+            try:
+                out[k] = tree.get_path(config, k) if self.nested else config[k]
+            except (KeyError, TypeError):
+                out[k] = None
+        return store.jsonable(out)
+
+    @_guarded
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        config = self.tuned(trial.config or {})
+        self._configs[trial.trial_id] = config
+        store.record_trial(self.engine, self.sweep_id, trial.trial_id, config=config, status="running")
+
+    @_guarded
+    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
+        config = self.tuned(trial.config or {})
+        if config != self._configs.get(trial.trial_id):  # a new trial to this driver, or a PBT exploit
+            self._configs[trial.trial_id] = config
+            store.record_trial(self.engine, self.sweep_id, trial.trial_id, config=config)
+        metrics = {k: v for k, v in result.items() if k not in RAY_BOOKKEEPING}
+        self._improved[trial.trial_id] = store.record_result(self.engine, self.sweep_id, trial.trial_id, metrics)
+
+    @_guarded
+    def on_checkpoint(self, iteration: int, trials: list, trial: Any, checkpoint: Any, **info: Any) -> None:
+        # A result comes before its checkpoint; the trial keeps the checkpoint of its best result.
+        if self._improved.pop(trial.trial_id, False):
+            store.record_trial(self.engine, self.sweep_id, trial.trial_id, checkpoint=checkpoint.path)
+
+    @_guarded
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        last = trial.last_result or {}
+        done = self.max_t is None or (last.get(self.time_attr) or 0) >= self.max_t
+        store.record_trial(self.engine, self.sweep_id, trial.trial_id, status="completed" if done else "stopped")
+
+    @_guarded
+    def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        store.record_trial(self.engine, self.sweep_id, trial.trial_id, error=_error(trial))  # and it is retried
+
+    @_guarded
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        store.record_trial(self.engine, self.sweep_id, trial.trial_id, status="error", error=_error(trial))
+
+
+def _error(trial: Any) -> str:
+    text = str(trial.get_error() or "").strip().splitlines()
+    lines = [ln.strip() for ln in text if ln.strip()]
+    return lines[-1] if lines else "the trial failed"

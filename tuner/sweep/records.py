@@ -1,0 +1,86 @@
+"""Where a sweep is recorded: its directory (``<storage>/<name>``: Ray Tune's experiment, the saved spec, the
+results) and its row in the sweep store. A sweep never lands on top of another one's results by accident."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine
+
+from tuner import store
+from tuner.spec import Spec, SpecError, validate
+
+SAVED_SPEC = "tuner_spec.json"
+
+
+def check_destination(spec: Spec, overwrite: bool) -> None:
+    """--overwrite deletes only a sweep; without it an existing sweep's directory is refused."""
+    d = spec.sweep_dir
+    if not d.exists() or not any(d.iterdir()):
+        return
+    if not overwrite:
+        raise SpecError([("name", f"{d} already holds a sweep; pass --overwrite to replace it, "
+                                  f"or --set name=<another>")])
+    if not is_sweep_dir(d):
+        raise SpecError([("name", f"{d} is not empty and holds no tuner sweep; refusing to delete it "
+                                  f"(choose another name or storage)")])
+
+
+def is_sweep_dir(d: Path) -> bool:
+    return ((d / "summary.json").is_file() or (d / "tuner.pkl").is_file() or (d / SAVED_SPEC).is_file()
+            or any(d.glob("experiment_state-*.json")))
+
+
+def save_spec(spec: Spec) -> None:
+    """The validated spec beside the results, for `tuner resume` (absolute paths; the spec file may be gone)."""
+    spec.sweep_dir.mkdir(parents=True, exist_ok=True)
+    raw = {**spec.model_dump(mode="json", exclude_unset=True), "storage": str(spec.sweep_dir.parent)}
+    (spec.sweep_dir / SAVED_SPEC).write_text(json.dumps({"spec": raw, "spec_dir": spec.spec_dir}, indent=1))
+
+
+def saved_spec(sweep_dir: Path) -> Spec:
+    path = sweep_dir / SAVED_SPEC
+    if not path.is_file():
+        raise SpecError([("name", f"{sweep_dir} holds no sweep tuner can resume (no {SAVED_SPEC})")])
+    saved = json.loads(path.read_text())
+    return validate(saved["spec"], spec_dir=saved["spec_dir"], source=str(path))
+
+
+def open_sweep_store(spec: Spec, url: str | None, overwrite: bool) -> tuple[Engine, bool]:
+    """The sweep store's engine, and whether the store's record of an earlier sweep of this name is to be replaced:
+    with --overwrite, or when it is the record of this very directory (whose results check_destination found gone).
+    A sweep of this name elsewhere is a clash, refused before anything starts."""
+    engine = store.open_store(url, spec.sweep_dir.parent)
+    try:
+        old = store.find_sweep(engine, spec.name)
+    except BaseException:
+        engine.dispose()
+        raise
+    if old is None or overwrite or old["storage"] == str(spec.sweep_dir):
+        return engine, old is not None
+    engine.dispose()
+    raise SpecError([("name", f"the sweep store {store.safe_url(engine.url)} already holds a sweep named {spec.name} "
+                              f"(results in {old['storage']}); pass --overwrite to replace it, "
+                              f"or --set name=<another>")])
+
+
+def reopen_in_store(engine: Engine, name: str) -> int | None:
+    """Mark a known sweep running again (resume, extend); its id, or None if this store never knew it."""
+    return store.reopen_sweep(engine, name) if store.find_sweep(engine, name) is not None else None
+
+
+def end_in_store(engine: Engine, sweep_id: int | None, status: str | None = None,
+                 summary: dict[str, Any] | None = None) -> None:
+    """Mark the sweep ended in the store (with its summary's outcome, when it has one); a store that fails here costs
+    a warning, never the sweep's outcome (its results are in summary.json) nor the error that ended it."""
+    if sweep_id is None:  # no record of it: the sweep failed before one was made, or this store never knew it
+        return
+    final = {"best": summary["best"], "trials": summary["trials"]} if summary else {}
+    status = status or ("interrupted" if summary and summary["interrupted"] else "finished")
+    try:
+        store.finish_sweep(engine, sweep_id, status, **final)
+    except Exception as e:
+        logging.getLogger(__name__).warning("sweep store: could not mark the sweep %s: %s", status, e)
