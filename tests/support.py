@@ -99,10 +99,12 @@ def rows_by_trial(sweep_dir: Path) -> dict[str, list[dict[str, Any]]]:
     return {d.name: result_rows(d) for d in sorted(Path(sweep_dir).glob("trial_*"))}
 
 
-def saved_trial_states(sweep_dir: Path) -> dict[str, tuple[str, dict[str, Any]]]:
-    """trial id -> (status, last result) in the experiment state Ray Tune last saved to the sweep's storage: what
-    `tuner resume` restores. Status: PENDING, RUNNING, PAUSED, TERMINATED or ERROR; the last result is {} before the
-    first (a trial that reports a checkpoint with every result has one once it has a result)."""
+def saved_trial_states(sweep_dir: Path) -> dict[str, tuple[str, str | None]]:
+    """trial id -> (status, latest checkpoint) in the experiment state Ray Tune last saved to the sweep's storage:
+    what `tuner resume` restores. Status: PENDING, RUNNING, PAUSED, TERMINATED or ERROR; the checkpoint is the path
+    a restored trial continues from (None: it starts over)."""
+    from ray.tune.utils.serialization import TuneFunctionDecoder
+
     states = sorted(Path(sweep_dir).glob("experiment_state-*.json"))
     if not states:
         return {}
@@ -112,6 +114,30 @@ def saved_trial_states(sweep_dir: Path) -> dict[str, tuple[str, dict[str, Any]]]
         return {}
     out = {}
     for trial_json, runtime_json in saved.get("trial_data", []):
-        trial, runtime = json.loads(trial_json), json.loads(runtime_json)
-        out[trial["trial_id"]] = (trial["status"], runtime.get("last_result") or {})
+        trial = json.loads(trial_json)
+        # A result's checkpoint is registered in a second step after the result (Tune asks the trial's actor for
+        # it): only the checkpoint manager says which one a restore would use. (Our own sweep: trusted pickles.)
+        manager = json.loads(runtime_json, cls=TuneFunctionDecoder, allow_cloudpickle=True)["checkpoint_manager"]
+        latest = manager.latest_checkpoint_result
+        out[trial["trial_id"]] = (trial["status"], latest.checkpoint.path if latest else None)
+    return out
+
+
+def stored_rows(db: Path, sweep: str) -> dict[str, list[dict[str, Any]]]:
+    """trial id -> the result rows the sweep store holds for it, in the order reported. The store commits each
+    result as the driver receives it; a trial's result.json is written as Tune syncs it, in bursts."""
+    import sqlite3
+
+    if not Path(db).is_file():
+        return {}
+    with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)) as c:
+        try:
+            rows = c.execute("select t.trial_id, r.metrics from results r join trials t on r.trial_pk = t.id "
+                             "join sweeps s on t.sweep_id = s.id where s.name = ? "
+                             "order by t.id, r.generation, r.training_iteration", (sweep,)).fetchall()
+        except sqlite3.OperationalError:  # the tables are not there yet
+            return {}
+    out: dict[str, list[dict[str, Any]]] = {}
+    for trial_id, metrics in rows:
+        out.setdefault(trial_id, []).append(json.loads(metrics))
     return out

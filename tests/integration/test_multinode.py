@@ -1,7 +1,7 @@
-"""A sweep on a multi-node cluster on this machine (tuner.service.local_cluster: a driver-only head and 2 worker nodes, each
-its own `ray start`), submitted with the raw `ray job submit`: its trials run on both workers and none on the head;
-then one worker node is lost (its raylet SIGKILLed) mid-sweep, and the trials it ran finish elsewhere from their
-last checkpoints."""
+"""A sweep on a multi-node cluster on this machine (tuner.service.local_cluster: a driver-only head and 2 worker
+nodes, each its own `ray start`), submitted with the raw `ray job submit`: its trials run on both workers and none on
+the head; then one worker node is lost (its raylet SIGKILLed) mid-sweep, and the trials it ran finish elsewhere from
+their last checkpoints."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from support import cli_env, freeze, frozen, result_rows, wait_until
+from support import cli_env, freeze, frozen, result_rows, stored_rows, wait_until
 
 from tuner.service import local_cluster
 
@@ -30,10 +30,6 @@ def _nodes(dashboard: str) -> list[dict]:
     r = subprocess.run([str(VENV_BIN / "ray"), "list", "nodes", "--address", dashboard, "--format", "json"],
                        capture_output=True, text=True, env=cli_env(), timeout=60, check=True)
     return json.loads(r.stdout)
-
-
-def _all_rows(sweep: Path) -> dict[str, list[dict]]:
-    return {d.name.removeprefix("trial_"): result_rows(d) for d in sweep.glob("trial_*")}
 
 
 @dataclass
@@ -79,14 +75,16 @@ def disturbed(tmp_path_factory, corpus) -> Disturbed:
             if proc.poll() is not None:
                 raise AssertionError(f"the job ended before a node was lost: {proc.stdout.read()[-3000:]}")
 
+        db = root / "sweeps" / "tuner.db"  # committed as each result arrives (result.json is synced in bursts)
+
         def an_early_trial() -> tuple[str, dict] | None:
             submitted_job_runs()
-            return next(((t, r[-1]) for t, r in _all_rows(sweep).items()
+            return next(((t, r[-1]) for t, r in stored_rows(db, "multinode").items()
                          if len(r) >= 2 and r[-1]["step"] <= MAX_STEPS // 2), None)
 
         def a_trial_on_another_node() -> bool:
             submitted_job_runs()
-            return any(len(r) >= 2 and r[-1]["node_id"] != killed for r in _all_rows(sweep).values())
+            return any(len(r) >= 2 and r[-1]["node_id"] != killed for r in stored_rows(db, "multinode").values())
 
         with frozen() as held:
             # The node is lost while a trial runs there: that trial is stopped (SIGSTOP) halfway at the latest, so it
@@ -97,7 +95,7 @@ def disturbed(tmp_path_factory, corpus) -> Disturbed:
             # Its node's one CPU is held: the next trial runs on the other worker.
             wait_until(a_trial_on_another_node, "a trial on the other worker", timeout=240)
             node = next(n for n in cluster.workers if _node_id_of(n) == killed)
-            rows = _all_rows(sweep)
+            rows = stored_rows(db, "multinode")
             on_killed = {trial: rows[trial][-1]["step"]}
             finished_before = {t for t, r in rows.items() if r and r[-1]["step"] == MAX_STEPS}
             os.kill(local_cluster.raylet_pid(node), signal.SIGKILL)  # as a lost machine would

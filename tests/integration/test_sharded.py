@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from support import freeze, result_rows, thaw, wait_until
+from support import freeze, result_rows, stored_rows, thaw, wait_until
 
 from tuner.spec import validate
 from tuner.sweep.driver import run_sweep
@@ -66,7 +66,7 @@ def test_a_ddp_trial_survives_a_killed_rank(ray_local, tiny_raw):
 
     def two_workers_early_in_the_trial() -> list[int] | None:
         assert sweep.is_alive(), "the sweep ended before a worker could be killed"
-        reported = [r for d in spec.sweep_dir.glob("trial_*") for r in result_rows(d)]
+        reported = stored_rows(spec.sweep_dir.parent / "tuner.db", spec.name)  # as results arrive
         steps = _train_checkpoint_steps(spec.sweep_dir / "train")
         pids = [p for p in _train_worker_pids() if p not in earlier]
         # A checkpoint to restart from (one that reached Tune, so the Train controller holds it), and halfway at the

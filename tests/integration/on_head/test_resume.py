@@ -1,7 +1,7 @@
 """`tuner resume` after the sweep driver is SIGKILLed mid-sweep, on a real head: finished trials are not re-run,
 unfinished ones continue from their checkpoints, and no reported result row is lost (on disk or in the store).
 
-The kill comes at a state the test holds: the first trial to report is frozen (SIGSTOP) after its first checkpoint,
+The kill comes at a state the test holds: the first trial to report twice is frozen (SIGSTOP) after its second report,
 so it cannot finish, and the driver dies once Tune's saved experiment state has another trial finished and the
 frozen one running with a checkpoint."""
 
@@ -17,7 +17,7 @@ import time
 
 import pytest
 import yaml
-from support import alive, cli_env, freeze, frozen, rows_by_trial, saved_trial_states, wait_until
+from support import alive, cli_env, freeze, frozen, rows_by_trial, saved_trial_states, stored_rows, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 STEPS = 60
@@ -28,7 +28,7 @@ def test_resume_after_the_driver_is_killed(ray_head, tiny_raw, tmp_path):
                    train={"max_steps": STEPS, "eval_every": 5},
                    search={"algorithm": "tpe", "scheduler": "fifo", "num_trials": 3, "max_concurrent": 2})
     (tmp_path / "spec.yaml").write_text(yaml.safe_dump(raw))
-    sweep = tmp_path / "sweeps" / "killed"
+    sweep, db = tmp_path / "sweeps" / "killed", tmp_path / "sweeps" / "tuner.db"
     driver = subprocess.Popen([sys.executable, "-m", "tuner", "run", str(tmp_path / "spec.yaml"), "--address",
                                ray_head.gcs], env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                               text=True, start_new_session=True)
@@ -39,21 +39,23 @@ def test_resume_after_the_driver_is_killed(ray_head, tiny_raw, tmp_path):
 
     def an_early_trial() -> tuple[str, int] | None:
         driver_runs()
-        return next(((d.removeprefix("trial_"), rows[-1]["pid"]) for d, rows in rows_by_trial(sweep).items()
-                     if rows and rows[-1]["step"] <= STEPS // 2), None)
+        return next(((t, rows[-1]["pid"]) for t, rows in stored_rows(db, "killed").items()
+                     if len(rows) >= 2 and rows[-1]["step"] <= STEPS // 2), None)
 
-    def one_done_and_the_frozen_one_saved_running() -> bool:
+    def one_done_and_the_frozen_one_saved_with_a_checkpoint() -> bool:
         driver_runs()
         saved = saved_trial_states(sweep)
-        status, last = saved.get(held_trial, ("", {}))
-        return status == "RUNNING" and bool(last) and any(s == "TERMINATED" for s, _ in saved.values())
+        status, checkpoint = saved.get(held_trial, ("", None))
+        return status == "RUNNING" and checkpoint is not None and any(s == "TERMINATED" for s, _ in saved.values())
 
     with frozen() as held:
         # Stopped halfway at the latest: a function trial waits in tune.report until the driver asks for its next
-        # result, so it is at most one report past its last row, and it reports nothing more while stopped.
-        held_trial, pid = wait_until(an_early_trial, "a trial's first report", timeout=300)
+        # result, so it is at most one report past its last row, and it reports nothing more while stopped. At its
+        # second row its actor has answered Tune's request for the first row's checkpoint (an actor runs its calls
+        # in order), so that one is registered even though the actor answers nothing more.
+        held_trial, pid = wait_until(an_early_trial, "a trial's second report", timeout=300)
         held += freeze([pid])
-        wait_until(one_done_and_the_frozen_one_saved_running, "another trial to finish in Tune's saved state",
+        wait_until(one_done_and_the_frozen_one_saved_with_a_checkpoint, "another trial to finish in Tune's saved state",
                    timeout=300)
         os.kill(driver.pid, signal.SIGKILL)
         driver.wait(timeout=30)
@@ -100,9 +102,9 @@ def test_resume_after_the_driver_is_killed(ray_head, tiny_raw, tmp_path):
     held = after[f"trial_{held_trial}"]
     assert held[len(before[f"trial_{held_trial}"])]["resumed_at_step"] > 0  # the frozen one: from its checkpoint
     assert rerun == 0
-    with sqlite3.connect(tmp_path / "sweeps" / "tuner.db") as db:
-        stored = db.execute("select count(*) from results").fetchone()[0]
-        status = db.execute("select status from sweeps where name = 'killed'").fetchone()[0]
+    with sqlite3.connect(db) as c:
+        stored = c.execute("select count(*) from results").fetchone()[0]
+        status = c.execute("select status from sweeps where name = 'killed'").fetchone()[0]
     # One row per (trial, iteration): a replayed iteration replaces its (identical) row.
     assert stored == sum(len({x["training_iteration"] for x in rows}) for rows in after.values())
     assert status == "finished"
