@@ -27,11 +27,11 @@ def asha(spec: Spec, f: Fidelity) -> Any:
 
 
 def hyperband(spec: Spec, f: Fidelity) -> Any:
-    from ray.tune.schedulers import HyperBandScheduler
+    from tuner.schedulers.hyperband import ResumingHyperBand
 
     # Over reports, not tokens: tuner.spec.fidelity.hyperband_max_t says why.
     time_attr = f.time_attr if spec.is_custom else "training_iteration"
-    return HyperBandScheduler(time_attr=time_attr, max_t=hyperband_max_t(spec, f),  # type: ignore[arg-type]
+    return ResumingHyperBand(time_attr=time_attr, max_t=hyperband_max_t(spec, f),  # type: ignore[arg-type]
                               reduction_factor=spec.search.reduction_factor)
 
 
