@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import numbers
 from typing import Any
 
 from tuner._util.registry import Registry
@@ -22,3 +24,17 @@ def make_searcher(spec: Any) -> Any:
 def initial_points(spec: Any) -> list[dict[str, Any]]:
     """``search.points_to_evaluate`` shaped like the param space (nested for the LLM trial's dotted keys)."""
     return [spec.nest(point) for point in spec.search.points_to_evaluate]
+
+
+class FiniteResults:
+    """Mixin for a Ray Tune Searcher: a trial whose metric is NaN or infinite (a custom objective that diverged)
+    completes as failed, so the model neither learns from it nor takes it as the best (a non-finite value is never
+    better than a finite one: tuner._util.objective). Ray's HyperOptSearch and OptunaSearch pass such values on, and
+    an inf (-inf for mode min) becomes the study's best; bayesopt drops them itself."""
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        metric = getattr(self, "metric", None)  # the Searcher's
+        value = (result or {}).get(metric) if metric else None
+        if isinstance(value, numbers.Real) and not math.isfinite(value):
+            result, error = None, True
+        super().on_trial_complete(trial_id, result=result, error=error)  # type: ignore[misc]

@@ -10,11 +10,12 @@ from typing import Any
 from ray.tune.search.hyperopt import HyperOptSearch
 from ray.tune.utils import flatten_dict
 
-from tuner.search import initial_points
+from tuner.search import FiniteResults, initial_points
 
 
-class NestedPointsHyperOptSearch(HyperOptSearch):
-    """HyperOptSearch whose points to evaluate may be nested (the LLM trial's ``{"train": {"lr": ...}}``).
+class NestedPointsHyperOptSearch(FiniteResults, HyperOptSearch):
+    """HyperOptSearch whose points to evaluate may be nested (the LLM trial's ``{"train": {"lr": ...}}``), and that
+    learns nothing from a NaN or infinite result (FiniteResults).
 
     Ray's class hands nested points to hyperopt as they are, while hyperopt labels nested parameters ``train/lr``:
     once TPE learns from such a trial it fails (KeyError 'train/lr'). Here the points are flattened after Ray maps

@@ -1,19 +1,23 @@
-"""optuna: Optuna's samplers through Ray Tune's OptunaSearch (TPE by default; gp, cmaes and random on request)."""
+"""optuna: Optuna's samplers through Ray Tune's OptunaSearch (TPE by default; gp, cmaes and random on request).
+
+Imported only when a sweep uses optuna (the registry loads it lazily), so it may import Ray and Optuna at the top."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from tuner.search import initial_points
+import optuna as ot
+from ray.tune.search.optuna import OptunaSearch
+from ray.tune.utils import flatten_dict
+
+from tuner.search import FiniteResults, initial_points
+
+
+class FiniteOptunaSearch(FiniteResults, OptunaSearch):
+    """Ray's OptunaSearch, learning nothing from a NaN or infinite result (FiniteResults)."""
 
 
 def optuna(spec: Any) -> Any:
-    try:
-        import optuna as ot
-        from ray.tune.search.optuna import OptunaSearch
-        from ray.tune.utils import flatten_dict
-    except ImportError as e:  # pragma: no cover - optuna is a core dependency
-        raise ImportError("algorithm optuna needs optuna: pip install optuna cmaes") from e
     s = spec.search
     seed = s.seed
     startup = min(10, max(2, s.num_trials // 3))
@@ -25,4 +29,4 @@ def optuna(spec: Any) -> Any:
     }
     # OptunaSearch names nested parameters "train/lr" and wants the points to evaluate flat in the same way.
     points = [flatten_dict(p) for p in initial_points(spec)]
-    return OptunaSearch(sampler=samplers[s.sampler or "tpe"](), points_to_evaluate=points or None)
+    return FiniteOptunaSearch(sampler=samplers[s.sampler or "tpe"](), points_to_evaluate=points or None)
