@@ -30,6 +30,8 @@ test-repeat: install
 lint: install
 	$(VENV)/bin/ruff check tuner tests bench
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
+	$(VENV)/bin/deptry .
 
 clean:
 	rm -rf $(VENV) sweeps .pytest_cache

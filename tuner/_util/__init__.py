@@ -1,2 +1,2 @@
-"""Helpers every layer may use: the name registry, YAML loading, key-path conversion, the objective (metric and
-mode), and optional imports. Nothing here imports another part of tuner."""
+"""Helpers every layer may use: the name registry, YAML loading, key-path conversion and the objective (metric
+and mode). Nothing here imports another part of tuner."""

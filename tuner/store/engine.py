@@ -4,9 +4,9 @@
 The store holds sweeps, their trials, every result row the trials reported, and schedules, in one SQL database.
 
 By default an embedded SQLite file, ``<storage>/tuner.db``; for a team, any SQLAlchemy URL (``postgresql://...``).
-It has one writer, the sweep driver (through ``tuner.sweep.callbacks.store.StoreCallback``), which commits each result as it
-arrives: a killed driver loses nothing already reported. Trials never open the store (Optuna's shared-database
-storage deadlocks under parallel writers); readers (``tuner sweeps``) may look at it while a sweep runs.
+It has one writer, the sweep driver (through ``tuner.sweep.callbacks.store.StoreCallback``), which commits each
+result as it arrives: a killed driver loses nothing already reported. Trials never open the store (Optuna's
+shared-database storage deadlocks under parallel writers); readers (``tuner sweeps``) may look at it while a sweep runs.
 
 Metrics are stored as JSON with non-finite floats (a diverged loss) as null, which every database accepts.
 """

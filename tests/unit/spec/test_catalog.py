@@ -1,4 +1,5 @@
-"""Searcher and scheduler registries: lazy, named, and an unknown name lists the valid ones."""
+"""Searcher and scheduler registries and the catalog the checks read: lazy, named, and an unknown name lists the
+valid ones."""
 
 from __future__ import annotations
 
@@ -34,3 +35,13 @@ def test_every_scheduler_builds_with_the_fidelity(tiny_raw, name):
         assert (scheduler._time_attr, scheduler._max_t_attr) == ("training_iteration", 4)
     elif name != "fifo":
         assert scheduler._time_attr == "tokens"
+
+
+def test_the_catalog_names_exactly_the_registered_searchers_and_schedulers():
+    # The spec's checks know the names from the catalog, without importing the registries' Ray-backed factories.
+    from tuner.spec import catalog
+
+    assert sorted(catalog.SEARCHERS) == sorted(SEARCHERS.names())
+    assert sorted(catalog.SCHEDULERS) == sorted(SCHEDULERS.names())
+    assert set(catalog.LEARNING_SEARCHERS) <= set(catalog.SEARCHERS)
+    assert set(catalog.POPULATION_SCHEDULERS) <= set(catalog.SCHEDULERS)

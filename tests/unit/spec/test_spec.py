@@ -11,7 +11,7 @@ import yaml
 
 from tuner.spec import SpecError, apply_overrides, load, validate
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 # (what is wrong, overrides to a valid tiny spec, the dotted key the error must name)
 MALFORMED = [
