@@ -18,7 +18,11 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
+from tuner.service.local_cluster import alive
+
 VENV_BIN = Path(sys.executable).parent
+__all__ = ["alive", "cli_env", "freeze", "frozen", "result_rows", "rows_by_trial", "saved_trial_states",
+           "stored_rows", "thaw", "wait_until"]
 T = TypeVar("T")
 
 
@@ -40,19 +44,6 @@ def wait_until(probe: Callable[[], T | None], what: str, timeout: float = 120.0,
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
         time.sleep(every)
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie is dead for every purpose here
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def freeze(pids: Iterable[int]) -> list[int]:

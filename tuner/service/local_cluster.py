@@ -150,7 +150,7 @@ def up(workers: int = 2, *, cpus_per_worker: float = 1.0, gpus_per_worker: float
        state_dir: Path | None = None) -> Cluster:
     """Start a head and ``workers`` worker nodes; GPUs are logical (no CUDA needed) for placement tests."""
     d = state_dir or default_state_dir()
-    if (d / STATE_FILE).is_file() and any(_alive(n.pid) for n in load(d).nodes):
+    if (d / STATE_FILE).is_file() and any(alive(n.pid) for n in load(d).nodes):
         raise ClusterError(f"a local cluster from {d / STATE_FILE} is still up: `tuner cluster down` first")
     d.mkdir(parents=True, exist_ok=True)
     _ensure_token()
@@ -205,14 +205,18 @@ def load(d: Path | None = None) -> Cluster:
                    temp_dirs=raw.get("temp_dirs", []))
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
+    """The process runs (a zombie, dead but not yet reaped, does not)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
 
 
 def _stop_groups(pids: list[int]) -> None:
@@ -222,7 +226,7 @@ def _stop_groups(pids: list[int]) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + STOP_TIMEOUT_S
-    while any(_alive(pid) for pid in pids) and time.monotonic() < deadline:
+    while any(alive(pid) for pid in pids) and time.monotonic() < deadline:
         for pid in pids:
             _reap(pid)
         time.sleep(0.2)
@@ -244,7 +248,7 @@ def down(d: Path | None = None) -> int:
         cluster = load(d)
     except ClusterError:
         return 0
-    running = sum(_alive(n.pid) for n in cluster.nodes)
+    running = sum(alive(n.pid) for n in cluster.nodes)
     _stop_groups([n.pid for n in cluster.workers])
     _stop_groups([n.pid for n in cluster.nodes if n.role == "head"])
     # `ray start` records its cluster for a later bare ray.init() to join; ours is gone (`ray stop` would do this).
@@ -259,7 +263,7 @@ def down(d: Path | None = None) -> int:
 
 def status(d: Path | None = None) -> tuple[Cluster, list[bool]]:
     cluster = load(d)
-    return cluster, [_alive(n.pid) for n in cluster.nodes]
+    return cluster, [alive(n.pid) for n in cluster.nodes]
 
 
 def raylet_pid(node: Node) -> int | None:
