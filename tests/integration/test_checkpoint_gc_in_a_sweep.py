@@ -12,23 +12,23 @@ from tuner.sweep.callbacks.checkpoint_gc import CheckpointGC
 pytestmark = [pytest.mark.integration]
 
 
-def train(config):
-    """Checkpoints at every report; before each report, says whether its previous checkpoint (its latest) is gone."""
-    import tempfile
-
-    from ray import tune
-
-    trial_dir = Path(config["root"]) / f"trial_{tune.get_context().get_trial_id()}"
-    for i in range(5):
-        lost = i > 0 and not (trial_dir / f"checkpoint_{i - 1:06d}").is_dir()
-        with tempfile.TemporaryDirectory() as d:
-            (Path(d) / "state.bin").write_bytes(b"x" * 1000)
-            loss = config["x"] + (i - 2) ** 2 / 10  # best at report 2, latest at 4
-            tune.report({"loss": loss, "lost_latest": lost}, checkpoint=tune.Checkpoint.from_directory(d))
-
-
 def test_only_the_best_trials_checkpoints_remain(ray_local, tmp_path):
     from ray import tune
+
+    # Defined here, so Ray pickles it by value: Ray's workers cannot import a test module by its name.
+    def train(config):
+        """Checkpoints at every report; before each report, says whether its latest checkpoint is gone."""
+        import tempfile
+
+        from ray import tune
+
+        trial_dir = Path(config["root"]) / f"trial_{tune.get_context().get_trial_id()}"
+        for i in range(5):
+            lost = i > 0 and not (trial_dir / f"checkpoint_{i - 1:06d}").is_dir()
+            with tempfile.TemporaryDirectory() as d:
+                (Path(d) / "state.bin").write_bytes(b"x" * 1000)
+                loss = config["x"] + (i - 2) ** 2 / 10  # best at report 2, latest at 4
+                tune.report({"loss": loss, "lost_latest": lost}, checkpoint=tune.Checkpoint.from_directory(d))
 
     gc = CheckpointGC("loss", "min", keep_best=1, grace_s=0)
     tuner = tune.Tuner(
