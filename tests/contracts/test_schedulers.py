@@ -42,10 +42,11 @@ CONTINUE, PAUSE, STOP, NOOP = TrialScheduler.CONTINUE, TrialScheduler.PAUSE, Tri
 NAMES = SCHEDULERS.names()
 VARIANTS = [(name, budget) for name in NAMES for budget in (False, True)]
 IDS = [f"{name}+budget" if budget else name for name, budget in VARIANTS]
-PRUNERS = ("asha", "hyperband", "median")  # they stop trials early
-# Ray 2.60 implements TrialScheduler.save/restore for ASHA only (the others raise NotImplementedError). Tune itself
-# never calls them: it keeps the scheduler by pickling it with the Tuner (tuner.pkl), which test_pickle covers.
-SAVES_TO_A_FILE = ("asha",)
+PRUNERS = ("asha", "rung-asha", "hyperband", "median")  # they stop trials early
+# Ray 2.60 implements TrialScheduler.save/restore for ASHA only, as does tuner's rung-asha (the others raise
+# NotImplementedError). Tune itself never calls them: it keeps the scheduler by pickling it with the Tuner
+# (tuner.pkl), which test_pickle covers.
+SAVES_TO_A_FILE = ("asha", "rung-asha")
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")  # PB2's GP, on 9 trials
 
 # What PBT/PB2 may mutate (tuner.spec.schema.PBT_MUTABLE), in ranges narrow enough that PBT's x0.8 / x1.2

@@ -139,6 +139,8 @@ def observed(alg, name: str) -> list[float]:
         return [t["result"]["loss"] for t in searcher._hpopt_trials.trials if t["result"].get("status") == "ok"]
     if name == "optuna":
         return [t.value for t in searcher._ot_study.trials if t.state.name == "COMPLETE"]
+    if name == "mftpe":  # its full-fidelity observations (fifo: every completed trial)
+        return list(searcher.records.values[searcher.records.top].values())
     return [-target for _, target in searcher._observed]  # bayesopt maximizes -loss
 
 
@@ -149,6 +151,8 @@ def best(alg, name: str) -> float:
         return searcher._hpopt_trials.best_trial["result"]["loss"]
     if name == "optuna":
         return searcher._ot_study.best_value
+    if name == "mftpe":
+        return min(searcher.records.values[searcher.records.top].values())
     return -max(target for _, target in searcher._observed)
 
 
@@ -254,6 +258,21 @@ def test_warm_started_searchers_save_restore_and_pickle(make, name, options, tmp
     assert drive(copied, 2) == expected
 
 
+@pytest.mark.parametrize(("name", "options"), LEARNING_VARIANTS, ids=LEARNING_IDS)
+def test_eight_trials_running_at_once_get_different_configs(make, name, options):
+    """Eight suggestions while none of them has reported (a sweep with max_concurrent 8), after the searcher has a
+    model: no two are the same config."""
+    _, alg = make(name, options, num_trials=40)
+    drive(alg, 24)
+    running = [alg.next_trial() for _ in range(8)]
+    configs = [tuple(sorted(t.config[k] for k in ("x", "lr", "n", "q", "c") if isinstance(t.config[k], float)))
+               + tuple(str(t.config[k]) for k in ("n", "c")) for t in running]
+    assert len(set(configs)) == 8, configs
+    for t in running:
+        alg.on_trial_complete(t.trial_id, {"loss": objective(t.config), "training_iteration": 1})
+    assert_in_bounds(name, drive(alg, 2))
+
+
 def test_grid_runs_every_combination_once(make):
     _, alg = make("grid", {})
     configs = drive(alg, 6)
@@ -261,7 +280,7 @@ def test_grid_runs_every_combination_once(make):
     assert alg.next_trial() is None and alg.is_finished()
 
 
-LEARNERS = [("tpe", {}), ("bayesopt", {"acquisition": "ucb"}), ("optuna", {"sampler": "tpe"}),
+LEARNERS = [("tpe", {}), ("mftpe", {}), ("bayesopt", {"acquisition": "ucb"}), ("optuna", {"sampler": "tpe"}),
             ("optuna", {"sampler": "gp"}), ("optuna", {"sampler": "cmaes"})]
 
 

@@ -48,7 +48,7 @@ def custom_sweep(tmp_path, storage, name: str, **search) -> dict:
     return run_sweep(spec).summary
 
 
-SEARCHERS = [("grid", {}), ("random", {}), ("tpe", {}), ("bayesopt", {"acquisition": "ei"}),
+SEARCHERS = [("grid", {}), ("random", {}), ("tpe", {}), ("mftpe", {}), ("bayesopt", {"acquisition": "ei"}),
              ("optuna", {"sampler": "tpe"}), ("optuna", {"sampler": "gp"}), ("optuna", {"sampler": "cmaes"})]
 
 
@@ -67,7 +67,7 @@ def test_every_searcher_runs_a_real_sweep(ray_local, tmp_path, storage, algorith
         assert t["value"] == pytest.approx((x - 0.3) ** 2 + (n - 3) ** 2 / 10 + 1 / 12)
 
 
-@pytest.mark.parametrize("scheduler", ["fifo", "asha", "hyperband", "median", "pbt", "pb2"])
+@pytest.mark.parametrize("scheduler", ["fifo", "asha", "rung-asha", "hyperband", "median", "pbt", "pb2"])
 def test_every_scheduler_runs_a_real_sweep(ray_local, tmp_path, storage, scheduler):
     extra: dict = {"perturbation_interval": 3} if scheduler in ("pbt", "pb2") else {}
     if scheduler == "hyperband":
@@ -78,7 +78,7 @@ def test_every_scheduler_runs_a_real_sweep(ray_local, tmp_path, storage, schedul
     trials = summary["trials"]
     assert len(trials) == 8 and all(t["status"] == "TERMINATED" for t in trials)
     iterations = [t["iterations"] for t in trials]
-    if scheduler in ("asha", "hyperband", "median"):
+    if scheduler in ("asha", "rung-asha", "hyperband", "median"):
         assert min(iterations) < 12 <= max(iterations), iterations  # stopped some early, ran the best through
         assert summary["compute"]["iterations"] < 8 * 12
     else:

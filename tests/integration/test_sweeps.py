@@ -130,3 +130,35 @@ def test_seeded_searchers_repeat_and_max_concurrent_holds(ray_local, tmp_path, s
     assert all(0 <= c["x"] <= 1 and c["y"] in range(5) for c in configs)
     spans = sorted((t["last_result"]["start"], t["last_result"]["end"]) for t in a["trials"])
     assert all(prev_end <= start for (_, prev_end), (start, _) in zip(spans, spans[1:], strict=False))
+
+
+def test_the_default_preset_judges_trials_at_rungs_and_extends_from_them(ray_local, tiny_raw):
+    """mf-tpe on the tiny LM: every trial reports at each rung milestone (besides every eval_every), a stopped
+    trial's values at the rungs it reached land in summary.json, the best is a trial that ran its whole length, and
+    an extension replays the past rungs into its searcher."""
+    raw = tiny_raw(train={"max_steps": 27, "eval_every": 9, "warmup_steps": 2},
+                   search={"num_trials": 6, "max_concurrent": 2,
+                           "space": {"train.lr": {"loguniform": [1e-4, 3e-2]}}})
+    del raw["search"]["algorithm"], raw["search"]["scheduler"]
+    spec = validate(raw)
+    assert (spec.search.algorithm, spec.search.scheduler) == ("mftpe", "rung-asha")
+    per_step = 4 * 32
+    rungs = [level / per_step for level in (27 * per_step / 9, 27 * per_step / 3, 27 * per_step)]  # 1/27 < warmup
+    assert rungs == [3.0, 9.0, 27.0]
+    result = run_sweep(spec)
+    summary = result.summary
+    for t in summary["trials"]:
+        with open(f"{t['path']}/result.json") as f:
+            steps = [json.loads(line)["step"] for line in f]
+        assert steps == [s for s in (3, 9, 18, 27) if s <= t["last_result"]["step"]]  # rungs 3, 9, 27; evals 9, 18
+        assert [level / per_step for level, _ in t["rungs"]] == [s for s in rungs if s <= steps[-1]]
+    stopped = [t for t in summary["trials"] if t["state"] == "stopped"]
+    completed = [t for t in summary["trials"] if t["state"] == "completed"]
+    assert stopped and completed, "rung-asha stops some trials early and lets the best finish"
+    assert summary["best"]["trial_id"] in {t["trial_id"] for t in completed}
+
+    from tuner.sweep.driver import extend_sweep
+
+    extended = extend_sweep(result.path, 2).summary
+    assert len(extended["trials"]) == 8 and extended["extensions"][0]["warm_start"] == 6
+    assert extended["best"]["trial_id"] in {t["trial_id"] for t in extended["trials"] if t["state"] == "completed"}

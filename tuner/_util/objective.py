@@ -45,11 +45,20 @@ class Objective:
         """``new`` is strictly better than ``old`` (anything finite beats a missing or non-finite ``old``)."""
         return finite(new) and (not finite(old) or self.loss(float(new)) < self.loss(float(old)))
 
-    def ranked(self, items: Iterable[T], value: Callable[[T], Any] = lambda x: x) -> list[T]:
-        """Best first (stable: ties keep their order); items without a finite value last."""
-        return sorted(items, key=lambda item: self.key(value(item)))
+    def ranked(self, items: Iterable[T], value: Callable[[T], Any] = lambda x: x,
+               full: Callable[[T], bool] | None = None) -> list[T]:
+        """Best first (stable: ties keep their order); items without a finite value last. With ``full`` (whether an
+        item's value is at full fidelity), full-fidelity values rank before the others: a value from a trial cut
+        short never beats one from a trial that ran its whole length."""
 
-    def best(self, items: Iterable[T], value: Callable[[T], Any] = lambda x: x) -> T | None:
-        """The best item with a finite value (the first of a tie), or None."""
-        ranked = [item for item in self.ranked(items, value) if finite(value(item))]
+        def key(item: T) -> tuple[bool, bool, float]:
+            missing, loss = self.key(value(item))
+            return missing, full is not None and not full(item), loss
+
+        return sorted(items, key=key)
+
+    def best(self, items: Iterable[T], value: Callable[[T], Any] = lambda x: x,
+             full: Callable[[T], bool] | None = None) -> T | None:
+        """The best item with a finite value (the first of a tie; full-fidelity ones first, as ``ranked``), or None."""
+        ranked = [item for item in self.ranked(items, value, full) if finite(value(item))]
         return ranked[0] if ranked else None

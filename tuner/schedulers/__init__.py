@@ -11,6 +11,7 @@ from tuner.spec.fidelity import Fidelity
 SCHEDULERS = Registry("scheduler", {
     "fifo": "tuner.schedulers.factories:fifo",
     "asha": "tuner.schedulers.factories:asha",
+    "rung-asha": "tuner.schedulers.factories:rung_asha",
     "hyperband": "tuner.schedulers.factories:hyperband",
     "median": "tuner.schedulers.factories:median",
     "pbt": "tuner.schedulers.factories:pbt",

@@ -26,6 +26,12 @@ def asha(spec: Spec, f: Fidelity) -> Any:
                          reduction_factor=spec.search.reduction_factor)
 
 
+def rung_asha(spec: Spec, f: Fidelity) -> Any:
+    from tuner.schedulers.rung_asha import RungASHA
+
+    return RungASHA(time_attr=f.time_attr, levels=f.rungs, reduction_factor=spec.search.reduction_factor)
+
+
 def hyperband(spec: Spec, f: Fidelity) -> Any:
     from tuner.schedulers.hyperband import ResumingHyperBand
 

@@ -12,6 +12,7 @@ SEARCHERS = Registry("search algorithm", {
     "grid": "tuner.search._basic:variants",
     "random": "tuner.search._basic:variants",
     "tpe": "tuner.search._hyperopt:tpe",
+    "mftpe": "tuner.search._mftpe:mftpe",
     "bayesopt": "tuner.search._bayesopt:bayesopt",
     "optuna": "tuner.search._optuna:optuna",
 })

@@ -4,6 +4,8 @@ The past configs go first in the searcher's ``points_to_evaluate``; once Tune ha
 is suggested and completed with its observed value under a private trial id, before any new trial is suggested.
 That replays them through the searcher's own API, so it works for every model-based searcher here (TPE, GP, Optuna)
 and their state afterwards is as if those trials had just run. Random and grid search learn nothing from them.
+A searcher that learns at every rung (mftpe) is first given each past trial's values at the rungs it reached, as
+the results it would have seen; a trial that was stopped early then stays an observation at the rung it reached.
 """
 
 from __future__ import annotations
@@ -14,10 +16,13 @@ from ray.tune.search import Searcher
 
 
 class WarmStarted(Searcher):
-    def __init__(self, searcher: Searcher, values: list[float], metric: str, mode: str):
+    def __init__(self, searcher: Searcher, values: list[float], metric: str, mode: str,
+                 rungs: list[list[tuple[float, float]]] | None = None):
         super().__init__(metric=metric, mode=mode)
         self.searcher = searcher
         self.values = list(values)  # the observed metric of each of the searcher's first points, in order
+        # ... and, for a searcher that learns per rung, each one's [rung, value] pairs (summary.json's "rungs")
+        self.rungs = list(rungs) if rungs is not None else [[] for _ in self.values]
         self.replayed = False
 
     def set_search_properties(self, metric: str | None, mode: str | None, config: dict, **spec: Any) -> bool:
@@ -29,11 +34,17 @@ class WarmStarted(Searcher):
         if self.replayed:
             return
         metric = self.searcher.metric or self.metric
-        for i, value in enumerate(self.values):
+        time_attr = getattr(self.searcher, "time_attr", None)  # (a searcher that learns per rung names it)
+        for i, (value, rungs) in enumerate(zip(self.values, self.rungs, strict=True)):
             trial_id = f"warm_start_{i}"
             if self.searcher.suggest(trial_id) is None:
                 break
-            self.searcher.on_trial_complete(trial_id, {metric: value})
+            if time_attr and rungs:
+                for t, v in rungs:
+                    self.searcher.on_trial_result(trial_id, {metric: v, time_attr: t})
+                self.searcher.on_trial_complete(trial_id, {metric: rungs[-1][1], time_attr: rungs[-1][0]})
+            else:
+                self.searcher.on_trial_complete(trial_id, {metric: value})
         self.replayed = True
 
     def suggest(self, trial_id: str) -> dict | None:

@@ -6,10 +6,13 @@ from __future__ import annotations
 
 from tuner._util.registry import UnknownNameError
 
-SEARCHERS = ("grid", "random", "tpe", "bayesopt", "optuna")
-SCHEDULERS = ("fifo", "asha", "hyperband", "median", "pbt", "pb2")
+SEARCHERS = ("grid", "random", "tpe", "mftpe", "bayesopt", "optuna")
+SCHEDULERS = ("fifo", "asha", "rung-asha", "hyperband", "median", "pbt", "pb2")
 # Model-based searchers: they learn from observations, so a warm start replays past trials into them.
-LEARNING_SEARCHERS = ("tpe", "bayesopt", "optuna")
+LEARNING_SEARCHERS = ("tpe", "mftpe", "bayesopt", "optuna")
+# What judges trials at the fixed rungs of tuner._util.rungs (the trial then reports at each rung milestone).
+RUNG_SEARCHERS = ("mftpe",)
+RUNG_SCHEDULERS = ("rung-asha",)
 # Schedulers that mutate running trials' configs (they choose configurations themselves: random or grid only).
 POPULATION_SCHEDULERS = ("pbt", "pb2")
 # search.* keys that only one searcher or the population schedulers read.

@@ -13,6 +13,8 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from tuner._util.rungs import rung_levels
+from tuner.spec import catalog
 from tuner.spec.schema import Spec, TrainSpec, upper_bound
 
 CUSTOM_MAX_T = 100  # Ray Tune's ASHA default, for custom trainables that set no search.max_t
@@ -24,6 +26,12 @@ class Fidelity:
     max_t: float  # a full trial, in time_attr units
     eval_interval: float  # report (evaluate + checkpoint) every this many time_attr units
     grace_period: float
+    # Multi-fidelity milestones (tuner._util.rungs): the trial reports at each of them too, so that the rung-based
+    # scheduler and searcher judge every trial at the same fidelities. Empty for sweeps that use none.
+    rungs: tuple[float, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "rungs", tuple(self.rungs))  # (a list, once it has been through JSON)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -49,13 +57,17 @@ def fidelity(spec: Spec) -> Fidelity:
     s, t = spec.search, spec.train
     time_attr = spec.time_attr
     if spec.is_custom:
-        return Fidelity(time_attr, s.max_t or CUSTOM_MAX_T, 1, s.grace_period or 1)
-    if time_attr == "step":
-        max_t, interval = s.max_t or t.max_steps, t.eval_every
+        max_t, interval, warmup = s.max_t or CUSTOM_MAX_T, 1, 0
+    elif time_attr == "step":
+        max_t, interval, warmup = s.max_t or t.max_steps, t.eval_every, t.warmup_steps
     else:
         per_step = tokens_per_step(spec)
         max_t, interval = s.max_t or t.max_tokens or t.max_steps * per_step, t.eval_every * per_step
-    return Fidelity(time_attr, max_t, interval, s.grace_period or interval)
+        warmup = t.warmup_steps * per_step
+    rungs: tuple[float, ...] = ()
+    if s.scheduler in catalog.RUNG_SCHEDULERS or s.algorithm in catalog.RUNG_SEARCHERS:
+        rungs = rung_levels(max_t, s.reduction_factor, min_t=warmup, grace=s.grace_period)
+    return Fidelity(time_attr, max_t, interval, s.grace_period or interval, rungs)
 
 
 def hyperband_max_t(spec: Spec, f: Fidelity) -> float:

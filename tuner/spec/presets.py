@@ -1,8 +1,9 @@
 """Named presets: thin compositions of a searcher and a scheduler (as Syne Tune's baselines are).
 
 ``search.preset`` fills ``search.algorithm`` and ``search.scheduler``; giving either one as well, with another
-value, is an error. Without a preset, asha-tpe is the default; a lone scheduler or algorithm gets its natural
-partner (PBT/PB2 sample their initial population at random; a grid runs every combination to the end).
+value, is an error. Without a preset, mf-tpe is the default; a lone scheduler or algorithm gets its natural
+partner (PBT/PB2 sample their initial population at random; a grid runs every combination to the end; mftpe and
+rung-asha judge trials at the same rungs, so each is the other's).
 """
 
 from __future__ import annotations
@@ -10,12 +11,16 @@ from __future__ import annotations
 from typing import Any
 
 PRESETS: dict[str, dict[str, str]] = {
+    # The default: multi-fidelity TPE learning at every rung, and ASHA without free passes over the same rungs.
+    "mf-tpe": {"algorithm": "mftpe", "scheduler": "rung-asha"},
     "asha-tpe": {"algorithm": "tpe", "scheduler": "asha"},
     "hyperband-tpe": {"algorithm": "tpe", "scheduler": "hyperband"},  # BOHB-like: TPE proposes, HyperBand prunes
     "pbt": {"algorithm": "random", "scheduler": "pbt"},
     "random": {"algorithm": "random", "scheduler": "fifo"},
 }
-DEFAULT = "asha-tpe"
+DEFAULT = "mf-tpe"
+PARTNER_SCHEDULER = {"grid": "fifo", "mftpe": "rung-asha"}  # of a lone algorithm (else asha)
+PARTNER_ALGORITHM = {"pbt": "random", "pb2": "random", "rung-asha": "mftpe"}  # of a lone scheduler (else tpe)
 
 
 def apply_preset(search: dict[str, Any]) -> list[tuple[str, str]]:
@@ -25,9 +30,9 @@ def apply_preset(search: dict[str, Any]) -> list[tuple[str, str]]:
         if "algorithm" not in search and "scheduler" not in search:
             search.update(PRESETS[DEFAULT])
         elif "algorithm" not in search:
-            search["algorithm"] = "random" if search["scheduler"] in ("pbt", "pb2") else "tpe"
+            search["algorithm"] = PARTNER_ALGORITHM.get(search["scheduler"], "tpe")
         elif "scheduler" not in search:
-            search["scheduler"] = "fifo" if search["algorithm"] == "grid" else "asha"
+            search["scheduler"] = PARTNER_SCHEDULER.get(search["algorithm"], "asha")
         return []
     if not isinstance(preset, str) or preset not in PRESETS:
         return [("search.preset", f"unknown preset {preset!r}; valid: {', '.join(PRESETS)}")]

@@ -87,8 +87,8 @@ class SearchSpec(_Section):
     metric: str = "val_loss"
     mode: Literal["min", "max"] = "min"
     preset: str | None = None  # fills algorithm + scheduler (tuner.search.presets)
-    algorithm: str = "tpe"
-    scheduler: str = "asha"
+    algorithm: str = "mftpe"  # (the default preset fills both: tuner.spec.presets)
+    scheduler: str = "rung-asha"
     sampler: Literal["tpe", "gp", "cmaes", "random"] | None = None  # algorithm optuna
     acquisition: Literal["ucb", "ei", "poi"] | None = None  # algorithm bayesopt
     num_trials: int = Field(12, gt=0)

@@ -141,10 +141,10 @@ def record_trial(engine: Engine, sweep_id: int, trial_id: str, *, config: dict[s
         s.commit()
 
 
-def record_result(engine: Engine, sweep_id: int, trial_id: str, metrics: dict[str, Any]) -> bool:
+def record_result(engine: Engine, sweep_id: int, trial_id: str, metrics: dict[str, Any], *, full: bool = True) -> bool:
     """Store one reported result row (a replayed ``training_iteration`` replaces its row) and update the trial's
-    progress, its best value and the sweep's best; committed before returning. True if the trial's value improved.
-    """
+    progress, its best value and, for a result at full fidelity (``full``), the sweep's best; committed before
+    returning. True if the trial's value improved."""
     metrics = jsonable(metrics)
     iteration = int(metrics["training_iteration"])
     with Session(engine) as s:
@@ -170,7 +170,7 @@ def record_result(engine: Engine, sweep_id: int, trial_id: str, metrics: dict[st
             improved = objective.better(value, trial.value)
             if improved:
                 trial.value = value
-            if objective.better(value, sweep.best_value):
+            if full and objective.better(value, sweep.best_value):
                 sweep.best_value, sweep.best_trial_id = value, trial_id
         trial.updated_at = now()
         s.commit()
@@ -252,7 +252,8 @@ def sweep_leaderboard(engine: Engine, name: str) -> dict[str, Any]:
             raise UnknownSweep(name)
         out = _sweep_dict(s, sweep)
         trials = s.scalars(select(Trial).where(Trial.sweep_id == sweep.id).order_by(Trial.id)).all()
-        ranked = Objective(sweep.metric, sweep.mode).ranked(trials, lambda t: t.value)
+        ranked = Objective(sweep.metric, sweep.mode).ranked(trials, lambda t: t.value,
+                                                            full=lambda t: t.status == "completed")
         out["leaderboard"] = [
             {"rank": rank, "trial_id": t.trial_id, "state": t.status, "value": t.value, "config": t.config,
              "iterations": t.iterations, "tokens": t.tokens, "seconds": t.seconds, "checkpoint": t.checkpoint,

@@ -131,7 +131,8 @@ def extend_sweep(sweep_dir: str | Path, trials: int, *, address: str | None = No
 
         searcher = make_searcher(runs)
         if learns:
-            searcher = WarmStarted(searcher, [t["value"] for t in past], spec.search.metric, spec.search.mode)
+            searcher = WarmStarted(searcher, [t["value"] for t in past], spec.search.metric, spec.search.mode,
+                                   rungs=[t.get("rungs") or [] for t in past])
         return build_tuner(runs, f, trainable, data_dir, callbacks=callbacks, searcher=searcher)
 
     def summary(runs: Spec, grid: Any, f: Fidelity) -> dict[str, Any]:

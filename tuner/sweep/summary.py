@@ -40,7 +40,7 @@ def summarize(spec: Spec, grid: Any, f: Fidelity) -> dict[str, Any]:
     # A trial that failed before its first result has no config in its result: its Trial has it.
     trials = [_trial(spec, f, result, trial) for result, trial in
               zip(grid, grid._experiment_analysis.trials, strict=True)]
-    best = objective.best(trials, lambda t: t["value"])
+    best = objective.best(trials, _value, _completed)
     compute = {
         "trial_seconds": round(sum(t["last_result"].get("time_total_s") or 0.0 for t in trials), 3),
         "iterations": sum(t["iterations"] for t in trials),
@@ -60,6 +60,7 @@ def _trial(spec: Spec, f: Fidelity, result: Any, trial: Any) -> dict[str, Any]:
     ckpt = result.get_best_checkpoint(s.metric, s.mode) if value is not None and result.best_checkpoints else None
     # Ray marks every ended trial done; "completed" means it ran its whole fidelity (or nothing stops early).
     finished = s.scheduler == "fifo" or (last.get(f.time_attr) or 0) >= f.max_t
+    rungs = _at_rungs(result, f, s.metric) if f.rungs else None
     return {
         # The trial directory names the trial; after a PBT exploit, last metrics may be the donor's copy.
         "trial_id": Path(result.path).name.removeprefix("trial_"),
@@ -71,8 +72,34 @@ def _trial(spec: Spec, f: Fidelity, result: Any, trial: Any) -> dict[str, Any]:
         "iterations": int(last.get("training_iteration") or 0),
         "checkpoint": ckpt.path if ckpt else None,
         "path": result.path,
+        **({"rungs": rungs} if rungs else {}),
         **({"error": _error_line(result.error)} if result.error else {}),
     }
+
+
+def _value(trial: dict[str, Any]) -> Any:
+    return trial["value"]
+
+
+def _completed(trial: dict[str, Any]) -> bool:
+    """Its value is at full fidelity (a stopped trial's is not, whatever it is)."""
+    return trial.get("state") == "completed"
+
+
+def _at_rungs(result: Any, f: Fidelity, metric: str) -> list[list[float]]:
+    """[rung, value] for each rung the trial reached: its first report at or past the rung (what the rung-based
+    searcher learnt from; ``tuner extend`` replays them)."""
+    df = result.metrics_dataframe
+    if df is None or metric not in df or f.time_attr not in df:
+        return []
+    rows = [(float(t), float(v)) for t, v in zip(df[f.time_attr], df[metric], strict=True)
+            if math.isfinite(float(v))]
+    out = []
+    for level in f.rungs:
+        first = next((v for t, v in rows if t >= level * (1 - 1e-9)), None)
+        if first is not None:
+            out.append([level, first])
+    return out
 
 
 def _tuned_value(config: dict[str, Any], key: str, *, nested: bool) -> Any:
@@ -89,7 +116,7 @@ def _best_entry(trial: dict[str, Any] | None) -> dict[str, Any] | None:
 def merged(old: dict[str, Any], new: dict[str, Any], mode: str) -> dict[str, Any]:
     """One summary over the sweep's trials and an extension's."""
     trials = [*old["trials"], *new["trials"]]
-    best = Objective(old["metric"], mode).best(trials, lambda t: t["value"])
+    best = Objective(old["metric"], mode).best(trials, _value, _completed)
     compute = {k: v + (new["compute"].get(k) or 0) if isinstance(v, (int, float)) else v
                for k, v in old["compute"].items()}  # the sweep's budget report stays its own
     return {**old, "trials": trials, "compute": compute, "best": _best_entry(best)}
@@ -112,7 +139,7 @@ def prune_ended(spec: Spec, trials: list[dict[str, Any]]) -> int:
 
 def leaderboard_rows(summary: dict[str, Any]) -> list[dict[str, Any]]:
     """Trials ranked by their value (best first; trials without a value last)."""
-    trials = Objective(summary["metric"], summary["mode"]).ranked(summary["trials"], lambda t: t["value"])
+    trials = Objective(summary["metric"], summary["mode"]).ranked(summary["trials"], _value, _completed)
     rows = []
     for rank, t in enumerate(trials, 1):
         row = {"rank": rank, "trial_id": t["trial_id"], "state": t["state"], summary["metric"]: t["value"]}

@@ -143,17 +143,18 @@ def _train(run: _Run, report: Report, trial_id: str) -> None:
     layout = layout_metrics(run.model, run.world)
     run.model.train()
     loss_sum = torch.zeros((), device=device)  # summed on the device: no host sync between reports
-    steps, started = 0, time.perf_counter()
+    steps, started, reported = 0, time.perf_counter(), run.position
     while run.position < f.max_t:
         lr = lr_at(t, run.position, run.step_size, f.max_t)
         set_lr(run.optimizer, lr)
         loss_sum += _step(run)
         steps += 1
-        if run.position >= run.progress.next_eval or run.position >= f.max_t:
+        at_rung = any(reported < rung <= run.position for rung in f.rungs)  # every trial is judged at the rungs
+        if run.position >= run.progress.next_eval or run.position >= f.max_t or at_rung:
             metrics = _evaluate(run, val, loss_sum, steps, time.perf_counter() - started, lr)
             _checkpoint_and_report(run, {**metrics, **layout}, report, trial_id)
             loss_sum.zero_()
-            steps, started = 0, time.perf_counter()
+            steps, started, reported = 0, time.perf_counter(), run.position
 
 
 def _step(run: _Run) -> torch.Tensor:

@@ -15,7 +15,7 @@ from tuner.spec.fidelity import fidelity
 def test_unknown_names_list_the_valid_ones():
     with pytest.raises(UnknownNameError) as e:
         SEARCHERS.get("tpee")
-    assert "did you mean 'tpe'" in str(e.value) and "bayesopt, grid, optuna, random, tpe" in str(e.value)
+    assert "did you mean 'tpe'" in str(e.value) and "bayesopt, grid, mftpe, optuna, random, tpe" in str(e.value)
     with pytest.raises(UnknownNameError, match="valid: asha, fifo, hyperband, median, pb2, pbt"):
         SCHEDULERS.get("pbtx")
 

@@ -238,7 +238,10 @@ def test_presets_compose_a_searcher_and_a_scheduler(tiny_raw):
         s = validate(raw).search
         return s.algorithm, s.scheduler
 
-    assert pair() == ("tpe", "asha")
+    assert pair() == ("mftpe", "rung-asha")  # the default preset, mf-tpe
+    assert pair(preset="asha-tpe") == ("tpe", "asha")
+    assert pair(algorithm="tpe") == ("tpe", "asha") and pair(scheduler="asha") == ("tpe", "asha")
+    assert pair(algorithm="mftpe") == ("mftpe", "rung-asha") and pair(scheduler="rung-asha") == ("mftpe", "rung-asha")
     assert pair(preset="hyperband-tpe") == ("tpe", "hyperband")
     assert pair(preset="pbt") == ("random", "pbt")
     assert pair(preset="random") == ("random", "fifo")

@@ -64,6 +64,18 @@ def test_restore_continues_bit_for_bit(data_dir, time_attr):
         assert (a["train_loss"], a["val_loss"], a["lr"]) == (b["train_loss"], b["val_loss"], b["lr"])
 
 
+def test_the_trial_reports_at_every_rung_milestone_too(data_dir):
+    """Rungs between evaluations get a report of their own (at the first step at or past them), so a rung-based
+    scheduler and searcher judge every trial at the same fidelity; a restored trial does not report again at a
+    rung it already passed."""
+    spec = tiny()
+    budget = Fidelity("step", 24, 12, 12, rungs=(24 / 9, 8.0, 24.0))
+    full, states = run(spec, budget, data_dir)
+    assert [m["step"] for m in full] == [3, 8, 12, 24]
+    resumed, _ = run(spec, budget, data_dir, restore=states[8])
+    assert [m["step"] for m in resumed] == [12, 24]
+
+
 def test_restore_applies_the_new_hyperparameters_over_the_optimizer_state(data_dir):
     budget = Fidelity("step", 24, 6, 6)
     _, states = run(tiny(), budget, data_dir, stop_after=2)

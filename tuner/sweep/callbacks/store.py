@@ -77,7 +77,9 @@ class StoreCallback(Callback):
             self._configs[trial.trial_id] = config
             store.record_trial(self.engine, self.sweep_id, trial.trial_id, config=config)
         metrics = {k: v for k, v in result.items() if k not in RAY_BOOKKEEPING}
-        self._improved[trial.trial_id] = store.record_result(self.engine, self.sweep_id, trial.trial_id, metrics)
+        full = self.max_t is None or (result.get(self.time_attr) or 0) >= self.max_t  # the sweep's best is full-length
+        self._improved[trial.trial_id] = store.record_result(self.engine, self.sweep_id, trial.trial_id, metrics,
+                                                             full=full)
 
     @_guarded
     def on_checkpoint(self, iteration: int, trials: list, trial: Any, checkpoint: Any, **info: Any) -> None:

@@ -1,0 +1,93 @@
+"""mftpe, the default searcher: observations per rung (a stopped trial is never a final result), BOHB's rule for the
+rung it models on, log scales and ordinal choices, the constant liar, and a warm start that replays rungs."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from ray import tune
+
+from tuner.search._mftpe import MultiFidelityTPE
+from tuner.search._space import param_of
+from tuner.search.warm import WarmStarted
+
+LEVELS = (1.0, 3.0, 9.0)
+SPACE = {"lr": tune.loguniform(1e-5, 1e-1), "batch": tune.choice([8, 16, 32]), "act": tune.choice(["relu", "gelu"])}
+
+
+def searcher(stops_early: bool = True, seed: int = 0) -> MultiFidelityTPE:
+    s = MultiFidelityTPE(time_attr="t", levels=LEVELS, stops_early=stops_early, seed=seed)
+    assert s.set_search_properties("loss", "min", dict(SPACE))
+    return s
+
+
+def loss(config: dict) -> float:
+    return (math.log10(config["lr"]) + 3) ** 2 + (0.0 if config["batch"] == 16 else 0.5)
+
+
+def test_a_stopped_trial_is_an_observation_at_its_rung_not_a_final_result():
+    s = searcher()
+    s.suggest("a")
+    s.on_trial_result("a", {"t": 1, "loss": 0.5})
+    s.on_trial_complete("a", {"t": 3, "loss": 0.4})  # stopped by the scheduler at its second rung
+    assert [dict(v) for v in s.records.values] == [{"a": 0.5}, {"a": 0.4}, {}]
+    s.suggest("b")
+    s.on_trial_result("b", {"t": 9, "loss": 0.3})
+    s.on_trial_complete("b", {"t": 9, "loss": 0.3})
+    assert s.records.values[2] == {"b": 0.3}
+    fifo = searcher(stops_early=False)  # nothing stops trials early: a completed trial ran its whole length
+    fifo.suggest("c")
+    fifo.on_trial_complete("c", {"t": 2, "loss": 0.7})
+    assert fifo.records.values[2] == {"c": 0.7}
+    fifo.suggest("d")
+    fifo.on_trial_complete("d", {"t": 9, "loss": math.nan})  # a diverged trial teaches nothing
+    assert "d" not in fifo.records.values[2] and not fifo.live
+
+
+def test_it_models_on_the_highest_rung_where_both_sets_have_more_than_d_points():
+    s = searcher()  # d = 3: the good set has max(4, 15%) points, the bad set needs 4 or more
+    for i in range(8):
+        s.suggest(f"t{i}")
+        s.on_trial_result(f"t{i}", {"t": 1, "loss": float(i)})
+    assert s.model_rung() == 0
+    for i in range(7):
+        s.on_trial_result(f"t{i}", {"t": 3, "loss": float(i)})
+    assert s.model_rung() == 0  # 7 at rung 1: 4 good leave only 3 bad
+    s.on_trial_result("t7", {"t": 3, "loss": 7.0})
+    assert s.model_rung() == 1
+
+
+def test_log_scales_and_numeric_choices_are_encoded_in_order():
+    lr = param_of(("lr",), SPACE["lr"])
+    assert lr.log and lr.encode(1e-3) == np.float64(0.5) and math.isclose(lr.decode(0.5), 1e-3)
+    batch = param_of(("batch",), SPACE["batch"])
+    assert batch.kind == "numeric" and batch.grid == (8, 16, 32) and batch.encode(16) == 0.5 and batch.decode(0.9) == 32
+    assert param_of(("act",), SPACE["act"]).kind == "category"
+    steps = param_of(("n",), tune.qrandint(0, 100, 10))
+    assert steps.grid == tuple(range(0, 101, 10))
+
+
+def test_concurrent_proposals_differ_and_learn_where_the_good_configs_are():
+    s = searcher(stops_early=False, seed=3)
+    configs = []
+    for i in range(40):  # observed at full fidelity, one at a time
+        configs.append(s.suggest(f"t{i}"))
+        s.on_trial_complete(f"t{i}", {"t": 9, "loss": loss(configs[-1])})
+    assert s.model_rung() == 2
+    first, last = configs[:10], configs[20:]
+    assert np.median([loss(c) for c in last]) < np.median([loss(c) for c in first])
+    pending = [s.suggest(f"p{i}") for i in range(8)]  # 8 at once, none reported yet
+    assert len({(round(c["lr"], 12), c["batch"], c["act"]) for c in pending}) == 8
+
+
+def test_warm_start_replays_each_past_trials_rungs():
+    s = searcher()
+    past = [({"lr": 1e-3, "batch": 16, "act": "relu"}, [[1.0, 0.5], [3.0, 0.4], [9.0, 0.3]]),  # completed
+            ({"lr": 1e-2, "batch": 8, "act": "gelu"}, [[1.0, 0.9]])]  # stopped at the first rung
+    s.points = [c for c, _ in past]
+    warm = WarmStarted(s, [r[-1][1] for _, r in past], "loss", "min", rungs=[r for _, r in past])
+    warm.set_search_properties("loss", "min", dict(SPACE))
+    assert s.records.values == [{"warm_start_0": 0.5, "warm_start_1": 0.9}, {"warm_start_0": 0.4},
+                                {"warm_start_0": 0.3}]
+    assert not s.live

@@ -1,0 +1,171 @@
+"""mftpe: a multi-fidelity, multivariate TPE behind Ray Tune's Searcher interface: BOHB's model (Falkner et al.
+2018) with a constant liar for trials still running.
+
+- It learns from every rung, not from final results only: each report at or past a rung milestone is the trial's
+  observation at that rung (``tuner._util.rungs.RungRecords``), and a trial a scheduler stopped early is an
+  observation at the rungs it reached, never a final result.
+- It models on the highest rung with enough observations (BOHB's rule: a "good" set of the best max(d + 1, 15%) of
+  the rung and a "bad" set of the rest both hold more than d points) whose ranking the sweep's own trials have not
+  shown to mispredict a higher rung's. Two more kinds of trial join the bad set: those a scheduler stopped below the
+  rung (they were ranked under the ones that went on, as Optuna's TPE ranks pruned trials below completed ones), and
+  those still running below it (a constant liar), so proposals made while others run keep away from them.
+- The densities are BOHB's multivariate kernel density estimates (``tuner.search._kde``) over the unit cube of
+  ``tuner.search._space``: log ranges on a log scale, numeric choices as ordered grids. 64 candidates are drawn from
+  the good density l(x) with its bandwidths tripled; the one with the largest l(x) / g(x) wins.
+- A third of the proposals are drawn uniformly instead, as a hedge against a misleading model (BOHB's default).
+- Seeded; its whole state pickles, so ``tuner resume`` continues with the same model and random stream.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import pickle
+from typing import Any
+
+import numpy as np
+from ray.tune.search import Searcher
+from ray.tune.search.variant_generator import parse_spec_vars
+
+from tuner._util.objective import Objective, finite
+from tuner._util.rungs import RungRecords
+from tuner.search import initial_points
+from tuner.search._kde import Parzen
+from tuner.search._space import Param, param_of, uniform
+
+# BOHB's defaults (Falkner et al. 2018): the good set is the best 15% (at least d + 1), a third of the proposals are
+# random, and the best of 64 candidates drawn from the good density with its bandwidths tripled wins.
+GOOD_FRACTION = 0.15
+RANDOM_FRACTION = 1 / 3
+CANDIDATES = 64
+BANDWIDTH_FACTOR = 3.0
+
+
+class MultiFidelityTPE(Searcher):
+    def __init__(self, *, time_attr: str, levels: tuple[float, ...], stops_early: bool, seed: int = 0,
+                 points_to_evaluate: list[dict] | None = None, random_fraction: float = RANDOM_FRACTION,
+                 metric: str | None = None, mode: str | None = None):
+        super().__init__(metric=metric, mode=mode)
+        self.time_attr, self.stops_early = time_attr, stops_early
+        self.records = RungRecords(levels)
+        self.random_fraction = random_fraction
+        self.rng = np.random.default_rng(seed)
+        self.points = list(points_to_evaluate or [])
+        self.params: list[Param] = []
+        self.configs: dict[str, np.ndarray] = {}  # trial id -> its encoded config
+        self.live: set[str] = set()  # suggested, not yet complete
+
+    # --- Ray Tune's Searcher interface ---------------------------------------------------------------------
+
+    def set_search_properties(self, metric: str | None, mode: str | None, config: dict, **spec: Any) -> bool:
+        if self.params:
+            return False
+        _, domains, grids = parse_spec_vars(config)
+        if grids:
+            raise ValueError("mftpe does not run grid_search dimensions: use choice, or algorithm grid")
+        self.params = [param_of(path, domain) for path, domain in domains]
+        self._metric, self._mode = self._metric or metric, self._mode or mode
+        return True
+
+    def suggest(self, trial_id: str) -> dict | None:
+        if not self.params:
+            raise RuntimeError("mftpe has no search space: Ray Tune calls set_search_properties first")
+        if self.points:  # suggested as given; the model sees it encoded
+            point = self.points.pop(0)
+            self.configs[trial_id] = np.array([p.encode(_get(point, p.path)) for p in self.params])
+            self.live.add(trial_id)
+            return copy.deepcopy(point)
+        x = self._propose()
+        self.configs[trial_id] = x
+        self.live.add(trial_id)
+        return self._decode(x)
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        loss = self._loss(result)
+        if trial_id in self.configs and loss is not None and self.time_attr in result:
+            self.records.record(trial_id, float(result[self.time_attr]), loss)
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        """A NaN or infinite final value teaches nothing (as tuner.search.FiniteResults does for the others)."""
+        self.live.discard(trial_id)
+        loss = self._loss(result or {})
+        if error or loss is None or trial_id not in self.configs:
+            return
+        t = (result or {}).get(self.time_attr)
+        top = self.records.levels[-1]
+        # A trial that ended on its own ran its whole fidelity; one a scheduler may have stopped counts where it got.
+        full = t is None or not self.stops_early or float(t) >= top * (1 - 1e-9)
+        self.records.record(trial_id, top if full else float(t), loss)  # type: ignore[arg-type]
+
+    def get_state(self) -> dict:
+        return dict(self.__dict__)
+
+    def set_state(self, state: dict) -> None:
+        self.__dict__.update(state)
+
+    def save(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "wb") as f:
+            pickle.dump(self.get_state(), f)
+
+    def restore(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "rb") as f:
+            self.set_state(pickle.load(f))
+
+    # --- the model ------------------------------------------------------------------------------------------
+
+    def model_rung(self) -> int | None:
+        """The highest rung with enough observations for both densities whose ranking is trusted, or None."""
+        d = len(self.params)
+        for k in range(self.records.top, -1, -1):
+            n = len(self.records.values[k])
+            if n - self._good_count(n) > d and self.records.reliable(k):
+                return k
+        return None
+
+    def _good_count(self, n: int) -> int:
+        return max(len(self.params) + 1, math.ceil(GOOD_FRACTION * n))
+
+    def _propose(self) -> np.ndarray:
+        rung = self.model_rung()
+        if rung is None or self.rng.random() < self.random_fraction:
+            return uniform(self.params, self.rng)
+        ranked = sorted(self.records.values[rung].items(), key=lambda item: item[1])
+        n_good = self._good_count(len(ranked))
+        pending = [t for t in self.live if self.records.rung_reached(t) < rung]  # the constant liar
+        # Trials stopped below the rung were ranked under the ones that went on: bad here too.
+        cut = [t for t in self.configs if t not in self.live and 0 <= self.records.rung_reached(t) < rung]
+        good = np.array([self.configs[t] for t, _ in ranked[:n_good]])
+        bad = np.array([self.configs[t] for t, _ in ranked[n_good:]] + [self.configs[t] for t in pending + cut])
+        below, above = Parzen(self.params, good), Parzen(self.params, bad)
+        candidates = below.sample(self.rng, CANDIDATES, widen=BANDWIDTH_FACTOR)
+        return candidates[int(np.argmax(below.log_pdf(candidates) - above.log_pdf(candidates)))]
+
+    def _decode(self, x: np.ndarray) -> dict:
+        out: dict = {}
+        for p, u in zip(self.params, x, strict=True):
+            node = out
+            for key in p.path[:-1]:
+                node = node.setdefault(key, {})
+            node[p.path[-1]] = p.decode(float(u))
+        return out
+
+    def _loss(self, result: dict) -> float | None:
+        value = result.get(self._metric) if self._metric else None
+        if not finite(value):
+            return None
+        return Objective(self._metric or "", self._mode or "min").loss(float(value))  # type: ignore[arg-type]
+
+
+def _get(point: dict, path: tuple[Any, ...]) -> Any:
+    node: Any = point
+    for key in path:
+        node = node[key]
+    return node
+
+
+def mftpe(spec: Any) -> Any:
+    from tuner.spec.fidelity import fidelity
+
+    f = fidelity(spec)
+    return MultiFidelityTPE(time_attr=f.time_attr, levels=f.rungs or (f.max_t,), stops_early=spec.search.scheduler
+                            != "fifo", seed=spec.search.seed, points_to_evaluate=initial_points(spec) or None)
