@@ -2,9 +2,10 @@
 of ``tuner.search._space``.
 
 A mixture of one product kernel per observation, equally weighted: per numeric dimension a Gaussian truncated to
-[0, 1] whose bandwidth follows the data (the normal-reference rule, 1.06 std n^(-1/(d+4)), at least 1e-3, or half a
-grid step on an ordinal grid, where it gives masses to the grid's cells), and for categories a kernel that puts most
-of its mass on the observation's own category. Sampling a kernel and then each of its dimensions keeps the
+[0, 1] whose bandwidth follows the data (the normal-reference rule, 1.06 std n^(-1/(d+4))), at least 1 / min(100,
+n + 1) of the range (Optuna's clip: kernels of repeated or clustered points do not collapse onto them, which froze the
+search on a handful of configs) and half a grid step on an ordinal grid, where it gives masses to the grid's cells;
+for categories a kernel that puts most of its mass on the observation's own category. Sampling a kernel and then each of its dimensions keeps the
 dimensions' dependence: the model is multivariate, not one density per hyperparameter.
 """
 
@@ -31,7 +32,7 @@ class Parzen:
         scale = 1.06 * max(n, 1) ** (-1.0 / (d + 4))  # the normal-reference rule (Scott's, for d dimensions)
         self.sigma: list[float] = []
         for j, p in enumerate(params):
-            floor = MIN_BANDWIDTH
+            floor = max(MIN_BANDWIDTH, 1.0 / min(100, n + 1))  # Optuna's "magic clip": no collapse onto a point
             if p.discrete and p.kind == "numeric" and len(p.grid) > 1:
                 floor = 0.5 / (len(p.grid) - 1)  # at least half a grid step
             spread = float(points[:, j].std()) if n > 1 else 0.5
