@@ -1,4 +1,5 @@
-"""Benchmark objectives: a closed-form multi-fidelity Hartmann-6 and its Ray Tune trainable.
+"""Benchmark objectives: a closed-form multi-fidelity Hartmann-6 and its Ray Tune trainable (bench/search.py's
+real-Ray check).
 
 The multi-fidelity Hartmann-6 is the one of Kandasamy et al. (2017, "Multi-fidelity Bayesian optimisation with
 continuous approximations"), as mf-prior-bench's ``mfh6`` uses it: the weights of the four Gaussian bumps shift with
@@ -7,11 +8,6 @@ numpy<2, which breaks pyarrow and with it ray.train, so it stays out of this env
 """
 
 from __future__ import annotations
-
-import json
-import os
-import tempfile
-from typing import Any
 
 import numpy as np
 
@@ -35,44 +31,16 @@ def mf_hartmann6(x: np.ndarray, z: float) -> float:
     return float(-np.sum(alpha * np.exp(-np.sum(A * (x - P) ** 2, axis=1))))
 
 
-def hartmann_trainable(max_t: int, checkpoints: bool) -> Any:
-    """A Ray Tune function trainable over fidelity steps i = 1..max_t (z = i / max_t). It reports only where a
-    scheduler acts: i = 1 and every third step (ASHA/HyperBand rungs at 1, 3, 9, 27 with reduction factor 3; PBT
-    perturbing every 3; the median rule comparing there). Each Tune result and checkpoint costs the driver real time
-    on a small machine, so steps between are computed but not reported, and only the schedulers that pause or
-    exploit (HyperBand, PBT) get checkpoints. The fidelity is the result key ``i`` (``time_attr: i``); ``cost`` is
-    the steps computed since the last report (the compute a benchmark counts), ``true_loss`` the value at full
-    fidelity."""
+def train_hartmann(config: dict) -> None:
+    """A Ray Tune function trainable: Hartmann-6 at fidelity steps i = 1..27 (z = i / 27), a report at every step,
+    as bench/tasks.py's mfh6 task reports (``time_attr: t``; ``cost`` is the steps since the last report). A step
+    takes 20 ms, so trials running at once progress at the same pace, as training does and the simulator assumes
+    (an instant trainable runs all its reports before the next trial has started, and is never judged against it)."""
+    import time
 
-    def train(config: dict) -> None:
-        from ray import tune
+    from ray import tune
 
-        x = np.array([config[k] for k in KEYS])
-        start = 0
-        checkpoint = tune.get_checkpoint()
-        if checkpoint:
-            with checkpoint.as_directory() as d, open(os.path.join(d, "state.json")) as f:
-                start = json.load(f)["i"]
-        last = start
-        for i in range(start + 1, max_t + 1):
-            loss = mf_hartmann6(x, i / max_t)
-            if i != 1 and i % 3 and i != max_t:
-                continue
-            metrics = {"loss": loss, "true_loss": mf_hartmann6(x, 1.0), "i": i, "cost": i - last}
-            last = i
-            if not checkpoints:
-                tune.report(metrics)
-                continue
-            with tempfile.TemporaryDirectory() as d:
-                with open(os.path.join(d, "state.json"), "w") as f:
-                    json.dump({"i": i}, f)
-                tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d))
-
-    return train
-
-
-train_hartmann_9 = hartmann_trainable(9, checkpoints=False)
-train_hartmann_27 = hartmann_trainable(27, checkpoints=False)
-train_hartmann_9_checkpointed = hartmann_trainable(9, checkpoints=True)
-train_hartmann_27_checkpointed = hartmann_trainable(27, checkpoints=True)
-
+    x = np.array([config[k] for k in KEYS])
+    for i in range(1, 28):
+        time.sleep(0.02)
+        tune.report({"loss": mf_hartmann6(x, i / 27), "t": i, "cost": 1})

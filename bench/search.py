@@ -1,368 +1,336 @@
-"""How much compute does each search strategy need to reach a good config? Strategies at an equal compute budget,
-side by side with the peer "Optuna default" (Optuna's own study.optimize, TPESampler + MedianPruner).
+"""How much compute does each search strategy need to reach a good config? Strategies side by side on offline
+tasks, through a simulator that drives the very searcher and scheduler objects tuner's sweeps build (bench/sim.py),
+with two trials at a time and one report grid for every strategy.
 
-    python bench/search.py --quick    # < 10 minutes on 2 cores: Hartmann 5 seeds, LM 3 seeds x 4 strategies + peer
-    python bench/search.py            # Hartmann 10 seeds, bigger budgets, every strategy on the LM too (~1 hour)
+    python bench/search.py                                   # every offline task, 20 seeds, budget 64 full trials
+    python bench/search.py --tasks mfh6,lcbench:3945 --seeds 20 --json results.json
+    python bench/search.py --quick                           # mfh6 and mfh6-bad, 5 seeds: a minute or two
 
-Objectives:
-  (a) multi-fidelity Hartmann-6 (bench/objectives.py), 27 fidelity steps a trial (quick: 9), over 10 seeds (quick: 5);
-  (b) the real tiny-LM sweep on the built-in corpus (jobs/quickstart.yaml, smaller), over >= 3 seeds.
+Tasks (bench/tasks.py): mfh6, mfh6-good, mfh6-bad, lm-tab, lcbench:<OpenML task id> (34 tasks; --lcbench DIR).
+Strategies: ``default`` (the default preset, mf-tpe: tuner's multi-fidelity TPE with its rung-based ASHA),
+random+fifo (Ray Tune's default), random+asha, asha-tpe (the old default: HyperOpt TPE with Ray's ASHA), and Optuna's
+own TPESampler with HyperbandPruner (the pairing Optuna recommends) and with MedianPruner.
 
-Every tuner strategy runs through tuner itself (its spec, searchers, schedulers and trial), on one local Ray.
-Compute is counted per report (a Hartmann iteration; an LM evaluation interval of tokens) in the order results
-arrive; a sweep stops once it has spent the budget. A strategy's incumbent at any point is its best result at full
-fidelity so far (a trial that ran its whole budget). Columns: the median over seeds of the incumbent at the budget,
-and the compute a strategy needed to first match random search's final incumbent of the same seed, as a fraction of
-random's compute (n/r: not reached within the budget; the median is over the seeds, with n/r counted as infinite).
+Compute is what trials spent until the budget (B full trials of a random config; training and evaluation). A
+strategy's incumbent is its best loss at full fidelity so far. Reported per task:
+- speedup: B divided by the median over seeds of the compute a strategy needed to reach random+fifo's pooled
+  median final incumbent at B (0: not reached within B in most seeds);
+- win rate of each strategy against each other at B (ties count half), with a Wilson 95% interval;
+- average rank (1 = best) at B/8, B/4, B/2 and B;
+- a PNG per task: normalized regret (0 = the best known loss, 1 = a random config's median; shown from 1e-3, and
+  as 1 until a strategy has a full-length result) against compute, median and interquartile range over seeds.
 """
 
 from __future__ import annotations
 
 import argparse
-import logging
+import json
 import math
-import os
+import multiprocessing as mp
 import statistics
 import sys
-import tempfile
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
-REPO = HERE.parent
 sys.path.insert(0, str(HERE))
 
-from objectives import KEYS, mf_hartmann6  # noqa: E402
+from sim import OptunaStrategy, Trace, TunerStrategy, simulate  # noqa: E402
+from tasks import LCBENCH_DIR, make_task  # noqa: E402
 
+BASELINE = "random+fifo"
 STRATEGIES: dict[str, dict[str, Any]] = {
-    "random+fifo": {"algorithm": "random", "scheduler": "fifo"},  # Ray Tune's default
-    "grid": {"algorithm": "grid", "scheduler": "fifo"},
-    "tpe+fifo": {"algorithm": "tpe", "scheduler": "fifo"},
-    "bayesopt+fifo": {"algorithm": "bayesopt", "scheduler": "fifo"},
+    "default": {},  # no algorithm or scheduler: the default preset
+    "random+fifo": {"algorithm": "random", "scheduler": "fifo"},
     "random+asha": {"algorithm": "random", "scheduler": "asha"},
-    "tpe+asha": {"preset": "asha-tpe"},
-    "hyperband+tpe": {"preset": "hyperband-tpe"},
-    "pbt": {"preset": "pbt"},
+    "asha-tpe": {"preset": "asha-tpe"},
+    "optuna tpe+hyperband": {"optuna": "hyperband"},
+    "optuna tpe+median": {"optuna": "median"},
 }
-PEER = "optuna default (TPE+Median)"
-QUICK_LM = ("random+fifo", "random+asha", "tpe+asha", "pbt")
+DEFAULT_TASKS = ("mfh6", "mfh6-good", "mfh6-bad", "lm-tab", "lcbench:3945", "lcbench:7593", "lcbench:34539",
+                 "lcbench:126025", "lcbench:189909")
+FRACTIONS = (1 / 8, 1 / 4, 1 / 2, 1)
 
 
-# --- compute accounting -----------------------------------------------------------------------------------------
+def run_one(job: tuple[str, str, int, float, str]) -> tuple[str, str, int, Trace, float]:
+    task_name, strategy, seed, budget_trials, lcbench = job
+    import threadpoolctl
 
-@dataclass
-class Trace:
-    """Reports in arrival order: (compute so far, value if at full fidelity else None)."""
+    threadpoolctl.threadpool_limits(1)
+    task = _task(task_name, lcbench)
+    options = STRATEGIES[strategy]
+    started = time.perf_counter()
+    if "optuna" in options:
+        runner: Any = OptunaStrategy(task, options["optuna"], seed, workers=2)
+    else:
+        runner = TunerStrategy(task, options, seed, workers=2)
+    trace = simulate(task, runner, budget_trials * task.full_cost, workers=2)
+    return task_name, strategy, seed, trace, time.perf_counter() - started
 
-    budget: float
-    spent: float = 0.0
-    points: list[tuple[float, float | None]] = field(default_factory=list)
 
-    def add(self, cost: float, value: float | None) -> None:
-        if self.spent < self.budget:
-            self.spent += cost
-            self.points.append((self.spent, value))
+_TASKS: dict[str, Any] = {}
 
-    @property
-    def exhausted(self) -> bool:
-        return self.spent >= self.budget
 
-    def best_at(self, compute: float) -> float:
-        values = [v for c, v in self.points if c <= compute + 1e-9 and v is not None]
-        return min(values) if values else math.inf
+def _task(name: str, lcbench: str) -> Any:
+    if name not in _TASKS:
+        _TASKS[name] = make_task(name, Path(lcbench))
+    return _TASKS[name]
 
-    def compute_to_reach(self, target: float) -> float:
-        best = math.inf
-        for c, v in self.points:
-            if v is not None:
-                best = min(best, v)
-            if best <= target + 1e-12:
-                return c
+
+def wilson(wins: float, n: int, z: float = 1.96) -> tuple[float, float]:
+    if n == 0:
+        return 0.0, 1.0
+    p = wins / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def analyse(task: Any, traces: dict[str, list[Trace]], budget_trials: float) -> dict[str, Any]:
+    unit = task.full_cost
+    budget = budget_trials * unit
+    names = list(traces)
+    finals = {s: [t.best_at(budget) for t in traces[s]] for s in names}
+    target = statistics.median(finals[BASELINE])
+    speedup, reach = {}, {}
+    for s in names:
+        costs = sorted(t.compute_to_reach(target) for t in traces[s])
+        median = _median(costs)
+        reach[s] = median / unit
+        speedup[s] = round(budget / median, 3) if math.isfinite(median) and median > 0 else 0.0
+    win_rate, win_ci = {}, {}
+    for s in names:
+        win_rate[s], win_ci[s] = {}, {}
+        for p in names:
+            if p == s:
+                continue
+            wins = sum(1.0 if a < b else 0.5 if a == b else 0.0 for a, b in zip(finals[s], finals[p], strict=True))
+            n = len(finals[s])
+            win_rate[s][p] = round(wins / n, 3)
+            win_ci[s][p] = [round(x, 3) for x in wilson(wins, n)]
+    ranks = {}
+    for frac in FRACTIONS:
+        per_seed = []
+        for i in range(len(traces[BASELINE])):
+            values = [traces[s][i].best_at(frac * budget) for s in names]
+            per_seed.append(_ranks(values))
+        ranks[f"B/{round(1 / frac)}" if frac < 1 else "B"] = {
+            s: round(float(np.mean([r[j] for r in per_seed])), 2) for j, s in enumerate(names)}
+    regret = {s: round(_median([_regret(task, v) for v in finals[s]]), 4) for s in names}
+    return {"target": target, "speedup": speedup, "compute_to_target": {s: round(v, 3) for s, v in reach.items()},
+            "win_rate": win_rate, "win_rate_ci95": win_ci, "average_rank": ranks, "median_final_regret": regret,
+            "median_final_loss": {s: round(statistics.median(finals[s]), 5) for s in names},
+            "trials_per_run": {s: round(statistics.mean(t.trials for t in traces[s]), 1) for s in names},
+            "optimum": task.optimum, "reference": task.reference, "full_trial_cost": unit}
+
+
+def _median(values: list[float]) -> float:
+    values = sorted(values)
+    n = len(values)
+    if n == 0:
         return math.inf
+    return values[n // 2] if n % 2 else (values[n // 2 - 1] + values[n // 2]) / 2  # inf-safe
 
 
-def recorder(trace: Trace, cost: Any, full: Any, value_key: str) -> tuple[Any, Any]:
-    """A Tune callback that feeds the trace, and a stopper that ends the sweep when the budget is spent."""
+def _ranks(values: list[float]) -> list[float]:
+    order = sorted(range(len(values)), key=lambda i: values[i])
+    ranks = [0.0] * len(values)
+    i = 0
+    while i < len(order):
+        j = i
+        while j + 1 < len(order) and values[order[j + 1]] == values[order[i]]:
+            j += 1
+        for k in range(i, j + 1):
+            ranks[order[k]] = (i + j) / 2 + 1
+        i = j + 1
+    return ranks
+
+
+def _regret(task: Any, value: float) -> float:
+    span = task.reference - task.optimum
+    return (value - task.optimum) / span if span > 0 and math.isfinite(value) else math.inf
+
+
+def table(task_name: str, result: dict[str, Any], seeds: int, budget: float) -> str:
+    names = list(result["speedup"])
+    lines = [f"### {task_name}: {seeds} seeds, budget B = {budget:g} full trials; target = random+fifo's median final "
+             f"{result['target']:.4g}",
+             "",
+             "| strategy | speedup | compute to target (full trials) | median final regret | win rate vs default "
+             "(95% CI) | win rate vs optuna tpe+hyperband | avg rank B/8, B/4, B/2, B | trials |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for s in names:
+        sp = result["speedup"][s]
+        vs_default = "-" if s == "default" else (
+            f"{result['win_rate'][s]['default']:.2f} ({result['win_rate_ci95'][s]['default'][0]:.2f}-"
+            f"{result['win_rate_ci95'][s]['default'][1]:.2f})")
+        vs_optuna = "-" if s == "optuna tpe+hyperband" else f"{result['win_rate'][s]['optuna tpe+hyperband']:.2f}"
+        rank = ", ".join(f"{result['average_rank'][k][s]:.1f}" for k in result["average_rank"])
+        reach = result["compute_to_target"][s]
+        lines.append(f"| {s} | {sp:.1f}x | {'n/r' if not math.isfinite(reach) else f'{reach:.1f}'} | "
+                     f"{result['median_final_regret'][s]:.3f} | {vs_default} | {vs_optuna} | {rank} | "
+                     f"{result['trials_per_run'][s]:.0f} |")
+    d = result["win_rate"]["default"]
+    lo, hi = result["win_rate_ci95"]["default"]["optuna tpe+hyperband"]
+    lines.append("")
+    lines.append(f"default beats optuna tpe+hyperband on {d['optuna tpe+hyperband']:.0%} of seeds (95% CI "
+                 f"{lo:.0%}-{hi:.0%}); speedup over random+fifo's B: {result['speedup']['default']:.1f}x")
+    return "\n".join(lines)
+
+
+def plot(task: Any, traces: dict[str, list[Trace]], budget_trials: float, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    unit = task.full_cost
+    xs = np.geomspace(0.5, budget_trials, 120)
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for s, runs in traces.items():
+        # No full-length result yet counts as regret 1 (a random config's); below the best known shows as 1e-3.
+        curves = np.array([[min(_regret(task, t.best_at(x * unit)), 1.0) for x in xs] for t in runs])
+        curves = np.clip(curves, 1e-3, None)
+        med = np.median(curves, axis=0)
+        lo, hi = np.percentile(curves, 25, axis=0), np.percentile(curves, 75, axis=0)
+        line, = ax.plot(xs, med, label=s, lw=2 if s == "default" else 1.2)
+        ax.fill_between(xs, lo, hi, alpha=0.15, color=line.get_color())
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("compute (full trials of a random config)")
+    ax.set_ylabel("normalized regret (median, IQR)")
+    ax.set_title(f"{task.name}: {len(next(iter(traces.values())))} seeds")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def real_ray(strategies: list[str], budget_trials: float, lcbench: str) -> None:
+    """The integration check: each tuner strategy once on mfh6 (seed 0) through real Ray Tune sweeps (tuner's own
+    Tuner, a trial per Ray actor, two at a time), beside the simulator's run of the same seed."""
+    import logging
+    import os
+    import tempfile
+
+    import ray
     from ray.tune import Callback, Stopper
 
-    class Record(Callback):
-        def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
-            trace.add(cost(result), float(result[value_key]) if full(result) else None)
-
-    class Budget(Stopper):
-        def __call__(self, trial_id: str, result: dict) -> bool:
-            return False
-
-        def stop_all(self) -> bool:
-            return trace.exhausted
-
-    return Record(), Budget()
-
-
-def run_tuner(raw: dict[str, Any], spec_dir: Path, trace: Trace, cost: Any, full: Any, value_key: str) -> None:
     from tuner.spec import validate
     from tuner.spec.fidelity import fidelity
     from tuner.sweep.tuner import build_tuner, make_trainable
 
-    spec = validate(raw, spec_dir=spec_dir)
-    trainable, data_dir = make_trainable(spec)
-    record, stop = recorder(trace, cost, full, value_key)
-    build_tuner(spec, fidelity(spec), trainable, data_dir, callbacks=[record], stop=stop).fit()
-
-
-# --- (a) multi-fidelity Hartmann-6 ------------------------------------------------------------------------------
-
-def hartmann_tuner(strategy: str, seed: int, budget_trials: int, max_t: int, storage: Path) -> Trace:
-    trace = Trace(budget_trials * max_t)
-    search = dict(STRATEGIES[strategy])
-    grid = strategy == "grid"
-    space = {k: ({"choice": [0.25, 0.75]} if grid else {"uniform": [0.0, 1.0]}) for k in KEYS}
-    fifo = search.get("scheduler") == "fifo" or strategy in ("grid", "pbt")
-    search.update(metric="loss", mode="min", seed=seed, max_concurrent=2, max_t=max_t, time_attr="i", space=space,
-                  num_trials=budget_trials if fifo else 10 * budget_trials)
-    if strategy == "pbt":
-        search["perturbation_interval"] = 3
-    if strategy == "hyperband+tpe":  # its paused trials count against max_concurrent: let its bracket fill
-        from tuner.spec.fidelity import hyperband_bracket_size
-
-        search["max_concurrent"] = hyperband_bracket_size(max_t, search.get("reduction_factor", 3.0))
-    pauses = strategy in ("pbt", "hyperband+tpe")  # these restore trials from checkpoints
-    if search.get("scheduler") == "asha" or search.get("preset") == "asha-tpe":
-        search.update(grace_period=1, reduction_factor=3)
-    raw = {"name": f"hartmann-{strategy.replace('+', '_')}-{seed}", "storage": str(storage),
-           "trainable": f"objectives:train_hartmann_{max_t}{'_checkpointed' if pauses else ''}", "search": search,
-           "resources": {"cpus_per_worker": 0.5}}  # two sweeps at a time, two trials each, on two cores
-    run_tuner(raw, HERE, trace, lambda r: r["cost"], lambda r: r["i"] >= max_t, "true_loss")
-    return trace
-
-
-def hartmann_optuna(seed: int, budget_trials: int, max_t: int) -> Trace:
-    import optuna
-
-    trace = Trace(budget_trials * max_t)
-    study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=seed), pruner=optuna.pruners.MedianPruner())
-
-    def objective(trial: optuna.Trial) -> float:
-        x = np.array([trial.suggest_float(k, 0.0, 1.0) for k in KEYS])
-        value = math.inf
-        for i in range(1, max_t + 1):
-            if trace.exhausted:
-                study.stop()
-                raise optuna.TrialPruned()
-            value = mf_hartmann6(x, i / max_t)
-            trace.add(1.0, value if i == max_t else None)
-            trial.report(value, i)
-            if trial.should_prune():
-                raise optuna.TrialPruned()
-        return value
-
-    while not trace.exhausted:
-        study.optimize(objective, n_trials=1)
-    return trace
-
-
-# --- (b) the tiny LM on the built-in corpus ---------------------------------------------------------------------
-
-LM = {"data": {"seq_len": 64}, "model": {"hidden_size": 64, "num_heads": 4},
-      "train": {"max_steps": 60, "eval_every": 10, "warmup_steps": 5, "eval_tokens": 8192}}
-LM_SPACE = {"train.lr": {"loguniform": [1.0e-4, 3.0e-2]}, "train.batch_size": {"choice": [8, 16, 32]},
-            "train.weight_decay": {"loguniform": [1.0e-4, 1.0e-1]}, "model.num_layers": {"choice": [1, 2]},
-            "model.dropout": {"uniform": [0.0, 0.2]}}
-LM_PBT_SPACE = {k: v for k, v in LM_SPACE.items() if k != "model.num_layers"}  # PBT cannot change the architecture
-
-
-def lm_raw(strategy: str, seed: int, budget_trials: int, storage: Path) -> dict[str, Any]:
-    from tuner._util.yamlio import loads
-
-    raw = loads((REPO / "jobs" / "quickstart.yaml").read_text())
-    for section, values in LM.items():
-        raw[section].update(values)
-    search = dict(STRATEGIES[strategy])
-    fifo = search.get("scheduler") == "fifo" or strategy in ("grid", "pbt")
-    space = LM_PBT_SPACE if strategy == "pbt" else LM_SPACE
-    if strategy == "grid":
-        space = {"train.lr": {"choice": [1e-3, 3e-3, 1e-2]}, "train.batch_size": {"choice": [8, 32]},
-                 "model.num_layers": {"choice": [1, 2]}}
-    raw["search"] = {**search, "metric": "val_loss", "mode": "min", "seed": seed, "max_concurrent": 1,
-                     "space": space, "num_trials": budget_trials if fifo else 10 * budget_trials}
-    raw.update(name=f"lm-{strategy.replace('+', '_')}-{seed}", storage=str(storage))
-    return raw
-
-
-def lm_tuner(strategy: str, seed: int, budget_trials: int, storage: Path) -> Trace:
-    from tuner.spec import validate
-    from tuner.spec.fidelity import fidelity
-
-    raw = lm_raw(strategy, seed, budget_trials, storage)
-    b = fidelity(validate(raw, spec_dir=REPO / "jobs"))
-    trace = Trace(budget_trials * b.max_t)
-    run_tuner(raw, REPO / "jobs", trace, lambda r: b.eval_interval, lambda r: r["tokens"] >= b.max_t, "val_loss")
-    return trace
-
-
-def lm_optuna(seed: int, budget_trials: int, storage: Path) -> Trace:
-    """Optuna's own loop around the same trial code (tuner.trial.loop.fit), in this process."""
-    import optuna
-
-    from tuner.spec import TrialSpec, validate
-    from tuner.spec.fidelity import fidelity
-    from tuner.sweep.tuner import prepare_data
-    from tuner.trial.loop import fit
-
-    raw = lm_raw("random+fifo", seed, budget_trials, storage)
-    spec = validate(raw, spec_dir=REPO / "jobs")
-    b = fidelity(spec)
-    data_dir = prepare_data(spec)
-    trace = Trace(budget_trials * b.max_t)
-    study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=seed), pruner=optuna.pruners.MedianPruner())
-
-    class Pruned(Exception):
-        pass
-
-    def objective(trial: optuna.Trial) -> float:
-        params = {"train.lr": trial.suggest_float("train.lr", 1e-4, 3e-2, log=True),
-                  "train.batch_size": trial.suggest_categorical("train.batch_size", [8, 16, 32]),
-                  "train.weight_decay": trial.suggest_float("train.weight_decay", 1e-4, 1e-1, log=True),
-                  "model.num_layers": trial.suggest_categorical("model.num_layers", [1, 2]),
-                  "model.dropout": trial.suggest_float("model.dropout", 0.0, 0.2)}
-        tree = {sec: getattr(spec, sec).model_dump() for sec in TrialSpec.model_fields}
-        for key, value in params.items():
-            sec, _, name = key.partition(".")
-            tree[sec][name] = value
-        last: list[float] = []
-
-        def report(metrics: dict, _checkpoint: Path) -> None:
-            if trace.exhausted:
-                raise Pruned
-            full = metrics["tokens"] >= b.max_t
-            trace.add(b.eval_interval, metrics["val_loss"] if full else None)
-            last.append(metrics["val_loss"])
-            trial.report(metrics["val_loss"], metrics["tokens"])
-            if trial.should_prune():
-                raise Pruned
-
-        try:
-            fit(TrialSpec.model_validate(tree), b, data_dir, report)
-        except Pruned:
-            if trace.exhausted:
-                study.stop()
-            raise optuna.TrialPruned() from None
-        return last[-1]
-
-    while not trace.exhausted:
-        study.optimize(objective, n_trials=1)
-    return trace
-
-
-# --- the table --------------------------------------------------------------------------------------------------
-
-def table(title: str, traces: dict[str, list[Trace]]) -> str:
-    random_final = [t.best_at(t.budget) for t in traces["random+fifo"]]
-    peer_final = [t.best_at(t.budget) for t in traces[PEER]]
-    lines = [f"### {title}", "",
-             "| strategy | median best loss at the budget | compute to reach random's final best "
-             "(median, fraction of random's) | seeds that reached it | seeds better than the Optuna peer |",
-             "|---|---:|---:|---:|---:|"]
-    for name, runs in traces.items():
-        finals = [t.best_at(t.budget) for t in runs]
-        best = statistics.median(finals)
-        fractions = [t.compute_to_reach(target) / t.budget for t, target in zip(runs, random_final, strict=True)]
-        frac = statistics.median(fractions)
-        reached = sum(math.isfinite(f) for f in fractions)
-        beats = "-" if name == PEER else f"{sum(a < b for a, b in zip(finals, peer_final, strict=True))}/{len(runs)}"
-        lines.append(f"| {name} | {best:.4f} | {'n/r' if math.isinf(frac) else f'{frac:.2f}'} | "
-                     f"{reached}/{len(runs)} | {beats} |")
-    return "\n".join(lines)
-
-
-# --- running: sweeps two at a time, each in a worker process that drives the one Ray cluster -----------------------
-
-def _connect(address: str) -> None:
-    import ray
-
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    # No TensorBoard files: each trial's writer is a thread and a queue, and in a long-lived driver that runs many
-    # sweeps they pile up (sweeps ran ~4x slower). tuner's JSON and CSV result loggers stay.
     os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"
-    logging.getLogger("optuna").setLevel(logging.WARNING)
-    ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
+    task = make_task("mfh6", Path(lcbench))
+    budget = budget_trials * task.full_cost
+    print(f"### real Ray Tune against the simulator: mfh6, seed 0, budget {budget_trials:g} full trials\n")
+    print("| strategy | simulator best | real Ray best | simulator trials | real Ray trials |")
+    print("|---|---:|---:|---:|---:|")
+    for name in strategies:
+        if "optuna" in STRATEGIES[name]:
+            continue
+        sim_trace = simulate(task, TunerStrategy(task, STRATEGIES[name], 0, workers=2), budget)
+        trace = Trace(budget)
 
+        class Record(Callback, Stopper):
+            """Records each report's compute and full-fidelity loss; ends the sweep once the budget is spent."""
 
-def job(kind: str, strategy: str, seed: int, budget: int, max_t: int, storage: str, lm_steps: int) -> Trace:
-    """One strategy on one seed (in a worker process). The peer runs its own loop, outside Ray."""
-    LM["train"]["max_steps"] = lm_steps
-    if kind == "hartmann":
-        if strategy == PEER:
-            return hartmann_optuna(seed, budget, max_t)
-        return hartmann_tuner(strategy, seed, budget, max_t, Path(storage))
-    if strategy == PEER:
-        return lm_optuna(seed, budget, Path(storage))
-    return lm_tuner(strategy, seed, budget, Path(storage))
+            def __init__(self, trace: Trace):
+                self.trace, self.spent = trace, 0.0
 
+            def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
+                self.spent += result["cost"]
+                self.trace.points.append((self.spent, result["loss"] if result["t"] >= task.max_t else None))
 
-def run_all(address: str, jobs: list[tuple], started: float) -> dict[tuple[str, str], list[Trace]]:
-    import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor
+            def __call__(self, trial_id: str, result: dict) -> bool:
+                return False
 
-    traces: dict[tuple[str, str], list[Trace]] = {}
-    with ProcessPoolExecutor(max_workers=2, mp_context=mp.get_context("spawn"), initializer=_connect,
-                             initargs=(address,)) as pool:
-        futures = {pool.submit(job, *j): j for j in jobs}
-        for n, (future, j) in enumerate(futures.items(), 1):
-            traces.setdefault((j[0], j[1]), []).append(future.result())
-            print(f"[{n}/{len(jobs)}] {j[0]} {j[1]} seed {j[2]} ({time.monotonic() - started:.0f}s)", file=sys.stderr)
-    return traces
+            def stop_all(self) -> bool:
+                return self.spent >= self.trace.budget
+
+        with tempfile.TemporaryDirectory() as d:
+            raw = {"name": "real", "storage": d, "trainable": "objectives:train_hartmann",
+                   "search": {"metric": "loss", "mode": "min", "seed": 0, "space": task.space, "time_attr": "t",
+                              "max_t": task.max_t, "num_trials": 10_000, "max_concurrent": 2, **STRATEGIES[name]}}
+            spec = validate(raw, spec_dir=HERE)
+            trainable, _ = make_trainable(spec)
+            record = Record(trace)
+            grid = build_tuner(spec, fidelity(spec), trainable, None, callbacks=[record], stop=record).fit()
+        print(f"| {name} | {sim_trace.best_at(budget):.4f} | {trace.best_at(budget):.4f} | {sim_trace.trials} | "
+              f"{len(grid)} |", flush=True)
+    ray.shutdown()
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="the < 10 minute version")
-    ap.add_argument("--seeds", type=int, help="Hartmann seeds (default 10; quick 5)")
-    ap.add_argument("--lm-seeds", type=int, default=3, help="LM seeds")
-    ap.add_argument("--budget", type=int, help="Hartmann budget in full trials (default 40; quick 16)")
-    ap.add_argument("--max-t", type=int, choices=(9, 27), help="Hartmann iterations a trial (default 27; quick 9)")
-    ap.add_argument("--lm-budget", type=int, help="LM budget in full trials (default 8; quick 4)")
-    ap.add_argument("--skip-lm", action="store_true")
-    ap.add_argument("--skip-hartmann", action="store_true")
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--tasks", default=",".join(DEFAULT_TASKS))
+    ap.add_argument("--seeds", type=int, default=20)
+    ap.add_argument("--budget", type=float, default=64, help="B, in full trials of a random config")
+    ap.add_argument("--strategies", default=",".join(STRATEGIES))
+    ap.add_argument("--json", help="write the results here")
+    ap.add_argument("--plots", default=str(HERE / "results"), help="a PNG per task goes here ('' for none)")
+    ap.add_argument("--lcbench", default=str(LCBENCH_DIR), help="the YAHPO LCBench surrogate's folder")
+    ap.add_argument("--procs", type=int, default=2, help="processes running simulations at once")
+    ap.add_argument("--quick", action="store_true", help="mfh6 and mfh6-bad, 5 seeds")
+    ap.add_argument("--real-ray", type=float, metavar="B", help="instead: each tuner strategy once through real Ray "
+                                                                "Tune on mfh6, B full trials, beside the simulator")
     args = ap.parse_args()
-    seeds = args.seeds or (5 if args.quick else 10)
-    budget = args.budget or (16 if args.quick else 40)
-    max_t = args.max_t or (9 if args.quick else 27)
-    lm_budget = args.lm_budget or (4 if args.quick else 8)
-    lm_steps = 30 if args.quick else 60
-    lm_strategies = QUICK_LM if args.quick else tuple(STRATEGIES)
+    tasks = ["mfh6", "mfh6-bad"] if args.quick else [t for t in args.tasks.split(",") if t]
+    seeds = 5 if args.quick else args.seeds
+    strategies = [s for s in args.strategies.split(",") if s]
+    for s in strategies:
+        if s not in STRATEGIES:
+            raise SystemExit(f"unknown strategy {s!r}; valid: {', '.join(STRATEGIES)}")
+    for s in (BASELINE, "default", "optuna tpe+hyperband"):
+        if s not in strategies:
+            strategies.insert(0, s)
+    if args.real_ray:
+        return real_ray(strategies, args.real_ray, args.lcbench)
+    for name in tasks:
+        make_task(name, Path(args.lcbench))  # fail early on an unknown task or missing data
+    jobs = [(t, s, seed, args.budget, args.lcbench) for t in tasks for seed in range(seeds) for s in strategies]
+    started = time.perf_counter()
+    traces: dict[str, dict[str, list[Trace | None]]] = {t: {s: [None] * seeds for s in strategies} for t in tasks}
+    seconds: dict[str, float] = {s: 0.0 for s in strategies}
+    with mp.get_context("spawn").Pool(args.procs) as pool:
+        for n, (t, s, seed, trace, secs) in enumerate(pool.imap_unordered(run_one, jobs), 1):
+            traces[t][s][seed] = trace
+            seconds[s] += secs
+            if n % 20 == 0 or n == len(jobs):
+                print(f"[{n}/{len(jobs)} runs, {time.perf_counter() - started:.0f} s]", file=sys.stderr, flush=True)
+    out: dict[str, Any] = {"budget_full_trials": args.budget, "seeds": seeds, "concurrency": 2, "tasks": {},
+                           "command": "python bench/search.py " + " ".join(sys.argv[1:])}
+    for t in tasks:
+        task = make_task(t, Path(args.lcbench))
+        done = {s: [x for x in runs if x is not None] for s, runs in traces[t].items()}
+        result = analyse(task, done, args.budget)  # type: ignore[arg-type]
+        out["tasks"][t] = result
+        print(table(t, result, seeds, args.budget))
+        print()
+        if args.plots:
+            Path(args.plots).mkdir(parents=True, exist_ok=True)
+            png = Path(args.plots) / f"{t.replace(':', '-')}.png"
+            plot(task, done, args.budget, png)  # type: ignore[arg-type]
+            print(f"plot: {png}\n")
+    print(f"wall {time.perf_counter() - started:.0f} s; simulator seconds per strategy: "
+          + ", ".join(f"{s} {v:.0f}" for s, v in seconds.items()))
+    if args.json:  # strict JSON: a target never reached is null, not Infinity
+        Path(args.json).write_text(json.dumps(_finite(out), indent=1))
 
-    import ray
 
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    context = ray.init(address="local", include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
-    started = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="tuner-bench-") as tmp:
-        jobs = []
-        if not args.skip_hartmann:
-            jobs += [("hartmann", name, seed, budget, max_t, tmp, lm_steps)
-                     for seed in range(seeds) for name in (*STRATEGIES, PEER)]
-        if not args.skip_lm:
-            jobs += [("lm", name, seed, lm_budget, max_t, tmp, lm_steps)
-                     for seed in range(args.lm_seeds) for name in (*lm_strategies, PEER)]
-        traces = run_all(context.address_info["address"], jobs, started)
-    ray.shutdown()
-    out = []
-    if not args.skip_hartmann:
-        out.append(table(f"Multi-fidelity Hartmann-6 (optimum -3.3224): {seeds} seeds, {max_t} iterations a "
-                         f"trial, budget {budget} full trials ({budget * max_t} iterations)",
-                         {name: traces[("hartmann", name)] for name in (*STRATEGIES, PEER)}))
-    if not args.skip_lm:
-        out.append(table(f"Tiny LM (llama, 1-2 layers, hidden 64, seq 64, {lm_steps} steps at the largest batch) on "
-                         f"the built-in corpus, val_loss: {args.lm_seeds} seeds, budget {lm_budget} full trials of "
-                         f"tokens", {name: traces[("lm", name)] for name in (*lm_strategies, PEER)}))
-    print("\n\n".join(out))
-    print(f"\n(wall {time.monotonic() - started:.0f}s on {os.cpu_count()} cores; command: python bench/search.py "
-          f"{' '.join(sys.argv[1:])})")
+def _finite(x: Any) -> Any:
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    if isinstance(x, dict):
+        return {k: _finite(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_finite(v) for v in x]
+    return x
 
 
 if __name__ == "__main__":
