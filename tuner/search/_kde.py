@@ -5,8 +5,8 @@ A mixture of one product kernel per observation, equally weighted: per numeric d
 [0, 1] whose bandwidth follows the data (the normal-reference rule, 1.06 std n^(-1/(d+4))), at least 1 / min(100,
 n + 1) of the range (Optuna's clip: kernels of repeated or clustered points do not collapse onto them, which froze the
 search on a handful of configs) and half a grid step on an ordinal grid, where it gives masses to the grid's cells;
-for categories a kernel that puts most of its mass on the observation's own category. Sampling a kernel and then each of its dimensions keeps the
-dimensions' dependence: the model is multivariate, not one density per hyperparameter.
+for categories a kernel that puts most of its mass on the observation's own category. Sampling a kernel and then each
+of its dimensions keeps the dimensions' dependence: the model is multivariate, not one density per hyperparameter.
 """
 
 from __future__ import annotations
