@@ -132,3 +132,22 @@ def stored_rows(db: Path, sweep: str) -> dict[str, list[dict[str, Any]]]:
     for trial_id, metrics in rows:
         out.setdefault(trial_id, []).append(json.loads(metrics))
     return out
+
+
+SWEEP_SPEC = {"search": {"space": {"train.lr": {"loguniform": [1e-4, 1e-2]}, "model.num_layers": {"choice": [1, 2]}}}}
+
+
+def fill_sweep_store(engine: Any, name: str = "s1", trials: int = 4) -> None:
+    """A sweep of ``trials`` trials with three reports each, the first stopped early, the rest completed."""
+    from tuner import store
+
+    sweep_id = store.start_sweep(engine, name, spec=SWEEP_SPEC, storage=f"/tmp/{name}", metric="val_loss", mode="min")
+    for i in range(trials):
+        tid = f"t{i}"
+        store.record_trial(engine, sweep_id, tid, config={"train.lr": 1e-3 * (i + 1), "model.num_layers": 1 + i % 2},
+                           status="running")
+        for it in range(1, 4):
+            store.record_result(engine, sweep_id, tid, {"training_iteration": it, "tokens": 100 * it,
+                                                        "val_loss": 3.0 - 0.2 * it - 0.1 * i, "time_total_s": it,
+                                                        "node_ip": "127.0.0.1"})
+        store.record_trial(engine, sweep_id, tid, status="stopped" if i == 0 else "completed")

@@ -28,6 +28,8 @@ def test_run_then_results(tmp_path):
     assert summary["best"]["value"] < 4.0  # untrained byte-level loss is ln 384 ~ 5.95
     assert "trials: 0 running, 2/2 done" in r.stderr  # the live progress line
     assert "best model:" in r.stdout and (tmp_path / "t" / "best_model" / "config.json").is_file()
+    report = (tmp_path / "t" / "report.html").read_text()  # the sweep's page, beside summary.json
+    assert summary["best"]["trial_id"] in report and 'id="fig-curves"' in report and "src=\"http" not in report
 
     again = tuner("results", str(tmp_path / "t"), cwd=tmp_path)
     assert again.returncode == 0 and summary["best"]["trial_id"] in again.stdout

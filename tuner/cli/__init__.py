@@ -1,5 +1,6 @@
 """``tuner`` command line, one module per command group: ``sweeps`` (validate, run, resume, extend, results, sweeps
-list/show), ``jobs`` (submit, jobs ...), ``schedules`` (schedule ..., scheduler), ``cluster``; ``options`` holds
+list/show), ``jobs`` (submit, jobs ...), ``schedules`` (schedule ..., scheduler), ``cluster``, ``views``
+(dashboard, report); ``options`` holds
 what they share (consoles, option types, exit codes) and ``render`` what they print.
 
 Exit codes: 0 success; 2 invalid spec or usage (every problem printed with its dotted key, nothing started);
@@ -10,12 +11,12 @@ from __future__ import annotations
 
 import typer
 
-from tuner.cli import cluster, jobs, schedules, sweeps
+from tuner.cli import cluster, jobs, schedules, sweeps, views
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Hyperparameter tuning for transformer language models on Ray Tune, from one YAML spec.")
 for command in (sweeps.validate, sweeps.run, sweeps.resume, sweeps.extend, sweeps.results, jobs.submit,
-                schedules.scheduler):
+                schedules.scheduler, views.dashboard, views.report):
     app.command()(command)
 app.add_typer(sweeps.sweeps_app, name="sweeps")
 app.add_typer(jobs.jobs_app, name="jobs")

@@ -39,6 +39,7 @@ from tuner.store.sweeps import (
     record_trial,
     reopen_sweep,
     start_sweep,
+    sweep_detail,
     sweep_leaderboard,
     trial_results,
 )
@@ -48,5 +49,5 @@ __all__ = [
     "ScheduleExists", "ScheduleRun", "StoreError", "Sweep", "Trial", "UnknownSchedule", "UnknownSweep",
     "add_schedule", "claim_run", "find_sweep", "finish_sweep", "jsonable", "list_schedules", "list_sweeps",
     "open_store", "record_result", "record_trial", "remove_schedule", "reopen_sweep", "safe_url", "schedule_runs",
-    "start_sweep", "store_url", "sweep_leaderboard", "trial_results", "update_run", "upgrade_schedules",
+    "start_sweep", "store_url", "sweep_detail", "sweep_leaderboard", "trial_results", "update_run", "upgrade_schedules",
 ]

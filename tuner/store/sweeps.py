@@ -7,7 +7,20 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Engine, Float, ForeignKey, Integer, String, Text, UniqueConstraint, func, select
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    Engine,
+    Float,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    case,
+    func,
+    select,
+)
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
 from tuner._util.objective import Objective
@@ -215,26 +228,28 @@ def reopen_sweep(engine: Engine, name: str) -> int:
 
 def _compute(s: Session, sweep_ids: list[int]) -> dict[int, dict[str, Any]]:
     """Per sweep: its number of trials and the compute they spent (trial-seconds, iterations, tokens)."""
-    q = (select(Trial.sweep_id, func.count(Trial.id), func.sum(Trial.seconds), func.sum(Trial.iterations),
+    running = func.sum(case((Trial.status == "running", 1), else_=0))
+    q = (select(Trial.sweep_id, func.count(Trial.id), running, func.sum(Trial.seconds), func.sum(Trial.iterations),
                 func.sum(Trial.tokens))
          .where(Trial.sweep_id.in_(sweep_ids)).group_by(Trial.sweep_id))
-    out = {i: {"trials": 0, "trial_seconds": 0.0, "iterations": 0, "tokens": None} for i in sweep_ids}
-    for sweep_id, n, secs, iters, tokens in s.execute(q):
-        out[sweep_id] = {"trials": int(n), "trial_seconds": round(float(secs or 0.0), 3), "iterations": int(iters or 0),
-                         "tokens": int(tokens) if tokens is not None else None}
+    out = {i: {"trials": 0, "running": 0, "trial_seconds": 0.0, "iterations": 0, "tokens": None} for i in sweep_ids}
+    for sweep_id, n, live, secs, iters, tokens in s.execute(q):
+        out[sweep_id] = {"trials": int(n), "running": int(live or 0), "trial_seconds": round(float(secs or 0.0), 3),
+                         "iterations": int(iters or 0), "tokens": int(tokens) if tokens is not None else None}
     return out
 
 
 def _sweep_dict(s: Session, sweep: Sweep, compute: dict[str, Any] | None = None) -> dict[str, Any]:
     c = dict(compute or _compute(s, [sweep.id])[sweep.id])
     return {"name": sweep.name, "status": sweep.status, "metric": sweep.metric, "mode": sweep.mode,
-            "storage": sweep.storage, "trials": c.pop("trials"), "best_trial_id": sweep.best_trial_id,
+            "storage": sweep.storage, "trials": c.pop("trials"), "running": c.pop("running"),
+            "best_trial_id": sweep.best_trial_id,
             "best_value": sweep.best_value, "compute": c, "created_at": as_utc(sweep.created_at),
             "finished_at": as_utc(sweep.finished_at)}
 
 
 def list_sweeps(engine: Engine) -> list[dict[str, Any]]:
-    """Every sweep, newest first: name, status, metric, mode, storage, trials, best_trial_id, best_value,
+    """Every sweep, newest first: name, status, metric, mode, storage, trials, running, best_trial_id, best_value,
     compute {trial_seconds, iterations, tokens}, created_at, finished_at."""
     with Session(engine) as s:
         sweeps = s.scalars(select(Sweep).order_by(Sweep.created_at.desc(), Sweep.id.desc())).all()
@@ -272,3 +287,30 @@ def trial_results(engine: Engine, name: str, trial_id: str) -> list[dict[str, An
         return list(s.scalars(q))
 
 
+
+
+def sweep_detail(engine: Engine, name: str) -> dict[str, Any]:
+    """The sweep (as in sweep_leaderboard) with its ``spec`` and every trial's ``results``: the rows it reported,
+    in the order reported, each with its ``generation`` (bumped by a PBT exploit) and ``created_at``.
+    UnknownSweep if the store holds no sweep of that name."""
+    out = sweep_leaderboard(engine, name)
+    with Session(engine) as s:
+        sweep = s.scalar(select(Sweep).where(Sweep.name == name))
+        if sweep is None:
+            raise UnknownSweep(name)
+        out["spec"] = sweep.spec
+        q = (select(Trial.trial_id, Trial.started_at, Trial.updated_at, Result.generation, Result.metrics,
+                    Result.created_at)
+             .join(Result, Result.trial_pk == Trial.id, isouter=True).where(Trial.sweep_id == sweep.id)
+             .order_by(Trial.id, Result.generation, Result.training_iteration))
+        rows: dict[str, list[dict[str, Any]]] = {}
+        times: dict[str, tuple[Any, Any]] = {}
+        for trial_id, started, updated, generation, metrics, at in s.execute(q):
+            times[trial_id] = (as_utc(started), as_utc(updated))
+            if metrics is not None:
+                rows.setdefault(trial_id, []).append({**metrics, "generation": generation,
+                                                      "created_at": as_utc(at)})
+    for t in out["leaderboard"]:
+        t["started_at"], t["updated_at"] = times.get(t["trial_id"], (None, None))
+        t["results"] = rows.get(t["trial_id"], [])
+    return out

@@ -167,6 +167,8 @@ def _drive(start: _Start, address: str | None, verbose: bool, console: Any) -> S
             records.end_in_store(engine, sweep_id, "interrupted" if isinstance(e, KeyboardInterrupt) else "failed")
             raise
         records.end_in_store(engine, sweep_id, summary=summary)
+        if sweep_id is not None:
+            records.write_report(engine, sweep.name, sweep.sweep_dir)
         return SweepResult(sweep.sweep_dir, summary)
     finally:
         engine.dispose()

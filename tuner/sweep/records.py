@@ -84,3 +84,21 @@ def end_in_store(engine: Engine, sweep_id: int | None, status: str | None = None
         store.finish_sweep(engine, sweep_id, status, **final)
     except Exception as e:
         logging.getLogger(__name__).warning("sweep store: could not mark the sweep %s: %s", status, e)
+
+
+REPORT = "report.html"
+
+
+def write_report(engine: Engine, name: str, sweep_dir: Path) -> Path | None:
+    """``report.html`` beside summary.json: the sweep's page as one offline file (tuner.view). A report that cannot
+    be made costs a warning, never the sweep's outcome."""
+    from tuner.view import figures, report_html
+
+    try:
+        sweep = store.sweep_detail(engine, name)
+        path = Path(sweep_dir) / REPORT
+        path.write_text(report_html(sweep, figures(sweep)), encoding="utf-8")
+        return path
+    except Exception as e:
+        logging.getLogger(__name__).warning("could not write %s for sweep %s: %s", REPORT, name, e)
+        return None

@@ -1,0 +1,179 @@
+"""The sweep page's plotly figures, as plain JSON-able dicts (``plotly.io.to_json`` / ``Figure.to_plotly_json``), from
+one sweep of ``tuner.store.sweep_detail``: best-so-far against compute, learning curves with where a scheduler stopped
+each trial, parallel coordinates of the tuned hyperparameters, and their importance (Optuna's fANOVA evaluator)."""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import datetime
+from typing import Any
+
+import plotly.graph_objects as go
+import plotly.io as pio
+
+from tuner._util.objective import Objective, finite
+
+LAYOUT = {"margin": {"l": 60, "r": 20, "t": 40, "b": 50}, "height": 380, "template": "plotly_white"}
+
+
+def figures(sweep: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Figure name -> figure dict. Figures that need data the sweep lacks (no results yet, fewer than two finished
+    trials for importance) are left out."""
+    trials = sweep["leaderboard"]
+    out: dict[str, go.Figure | None] = {
+        "progress": _progress(sweep, trials),
+        "curves": _curves(sweep, trials),
+        "parallel": _parallel(sweep, trials),
+        "importance": _importance(sweep, trials),
+    }
+    return {name: json.loads(pio.to_json(fig)) for name, fig in out.items() if fig is not None}
+
+
+def time_attr(sweep: dict[str, Any]) -> str:
+    """The x axis of learning curves: the sweep's fidelity (tokens for the LLM trial), else report count."""
+    search = (sweep.get("spec") or {}).get("search") or {}
+    attr = search.get("time_attr")
+    if attr:
+        return str(attr)
+    rows = [r for t in sweep["leaderboard"] for r in t["results"]]
+    return "tokens" if rows and all("tokens" in r for r in rows) else "training_iteration"
+
+
+def rungs(sweep: dict[str, Any]) -> tuple[float, ...]:
+    """The rung milestones of a rung-based sweep (``tuner.spec.fidelity``), or () when none or the spec is gone."""
+    from tuner.spec import Spec
+    from tuner.spec.fidelity import fidelity
+
+    try:
+        return fidelity(Spec.model_validate(sweep.get("spec") or {})).rungs
+    except Exception:  # an older spec or a custom one this version no longer reads: draw no rungs
+        return ()
+
+
+def _progress(sweep: dict[str, Any], trials: list[dict[str, Any]]) -> go.Figure | None:
+    """The best value reported so far against the compute spent so far (trial-seconds, and tokens when trials count
+    them), every report in the order it arrived."""
+    metric, objective = sweep["metric"], Objective(sweep["metric"], sweep["mode"])
+    rows = sorted(((r.get("created_at") or datetime.min, t["trial_id"], r) for t in trials for r in t["results"]),
+                  key=lambda x: (str(x[0]), x[1]))
+    if not rows:
+        return None
+    seconds: dict[tuple[str, int], float] = {}
+    best, xs, ys = None, [], []
+    for _, trial_id, r in rows:
+        seconds[(trial_id, r.get("generation", 0))] = float(r.get("time_total_s") or 0.0)
+        if finite(r.get(metric)) and (best is None or objective.better(r[metric], best)):
+            best = r[metric]
+        if best is not None:
+            xs.append(sum(seconds.values()))
+            ys.append(best)
+    fig = go.Figure(go.Scatter(x=xs, y=ys, mode="lines", line={"shape": "hv"}, name=f"best {metric}"))
+    fig.update_layout(title=f"best {metric} so far against compute", xaxis_title="trial-seconds",
+                      yaxis_title=metric, **LAYOUT)
+    return fig
+
+
+def _curves(sweep: dict[str, Any], trials: list[dict[str, Any]]) -> go.Figure | None:
+    metric, attr, levels = sweep["metric"], time_attr(sweep), rungs(sweep)
+    fig = go.Figure()
+    for t in trials:
+        pts = [(r[attr], r[metric]) for r in t["results"] if finite(r.get(metric)) and r.get(attr) is not None]
+        if not pts:
+            continue
+        xs, ys = zip(*pts, strict=True)
+        fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines+markers", marker={"size": 4}, name=t["trial_id"],
+                                 legendgroup=t["trial_id"], hovertemplate=f"{t['trial_id']}<br>%{{x}}: %{{y}}"))
+        if t["state"] == "stopped":
+            rung = sum(1 for level in levels if xs[-1] >= level * (1 - 1e-9))
+            where = f"rung {rung} of {len(levels)}" if levels else f"{attr} {xs[-1]:g}"
+            fig.add_trace(go.Scatter(x=[xs[-1]], y=[ys[-1]], mode="markers", showlegend=False,
+                                     legendgroup=t["trial_id"], marker={"symbol": "x", "size": 11, "color": "red"},
+                                     hovertemplate=f"{t['trial_id']} stopped at {where}<extra></extra>"))
+    if not fig.data:
+        return None
+    for level in levels[:-1]:
+        fig.add_vline(x=level, line={"dash": "dot", "color": "grey", "width": 1})
+    fig.update_layout(title=f"learning curves (x: stopped early{', dotted: rungs' if levels else ''})",
+                      xaxis_title=attr, yaxis_title=metric, **LAYOUT)
+    return fig
+
+
+def _parallel(sweep: dict[str, Any], trials: list[dict[str, Any]]) -> go.Figure | None:
+    scored = [t for t in trials if finite(t["value"])]
+    keys = sorted({k for t in scored for k in (t["config"] or {})})
+    if not scored or not keys:
+        return None
+    dims = []
+    for k in keys:
+        values = [(t["config"] or {}).get(k) for t in scored]
+        numbers = _numbers(values)
+        if numbers is not None:
+            logged = _log_scaled(numbers)
+            dims.append({"label": f"log10 {k}" if logged else k,
+                         "values": [math.log10(v) if logged else v for v in numbers]})
+        else:
+            labels = sorted({str(v) for v in values})
+            dims.append({"label": k, "values": [labels.index(str(v)) for v in values],
+                         "tickvals": list(range(len(labels))), "ticktext": labels})
+    metric = [t["value"] for t in scored]
+    dims.append({"label": sweep["metric"], "values": metric})
+    scale = "Viridis_r" if sweep["mode"] == "min" else "Viridis"
+    fig = go.Figure(go.Parcoords(line={"color": metric, "colorscale": scale, "showscale": True}, dimensions=dims))
+    fig.update_layout(title="hyperparameters of every trial with a value", **{**LAYOUT, "margin": {"l": 80, "r": 80,
+                                                                                                   "t": 70, "b": 30}})
+    return fig
+
+
+def _importance(sweep: dict[str, Any], trials: list[dict[str, Any]]) -> go.Figure | None:
+    """fANOVA importance over the trials that ran their whole fidelity (values at one fidelity compare)."""
+    import optuna
+
+    done = [t for t in trials if t["state"] == "completed" and finite(t["value"]) and t["config"]]
+    keys = sorted({k for t in done for k in t["config"]})
+    if len(done) < 3 or not keys:
+        return None
+    dists: dict[str, Any] = {}
+    for k in keys:
+        values = [t["config"].get(k) for t in done]
+        numbers = _numbers(values)
+        if numbers is not None:
+            lo, hi = min(numbers), max(numbers)
+            if lo == hi:
+                continue
+            dists[k] = optuna.distributions.FloatDistribution(lo, hi, log=_log_scaled(numbers))
+        else:
+            dists[k] = optuna.distributions.CategoricalDistribution(sorted({str(v) for v in values}))
+    if not dists:
+        return None
+    direction = optuna.study.StudyDirection.MINIMIZE if sweep["mode"] == "min" else \
+        optuna.study.StudyDirection.MAXIMIZE
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "A new study created in memory" per page view
+    try:
+        study = optuna.create_study(direction=direction)
+        for t in done:
+            params = {k: (float(t["config"][k]) if isinstance(d, optuna.distributions.FloatDistribution)
+                          else str(t["config"][k])) for k, d in dists.items()}
+            study.add_trial(optuna.trial.create_trial(params=params, distributions=dists, value=t["value"]))
+        scores = optuna.importance.get_param_importances(
+            study, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0))
+    finally:
+        optuna.logging.set_verbosity(verbosity)
+    names = list(scores)[::-1]
+    fig = go.Figure(go.Bar(x=[scores[n] for n in names], y=names, orientation="h"))
+    fig.update_layout(title=f"hyperparameter importance (fANOVA over {len(done)} completed trials)",
+                      xaxis_title="share of the variance of " + sweep["metric"], **LAYOUT)
+    return fig
+
+
+def _numbers(values: list[Any]) -> list[float] | None:
+    """The values as floats when all are numbers (not booleans), else None (a categorical dimension)."""
+    if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+        return [float(v) for v in values]
+    return None
+
+
+def _log_scaled(values: list[float]) -> bool:
+    """Positive values over two orders of magnitude or more: drawn and modelled on a log scale."""
+    return min(values) > 0 and max(values) / min(values) >= 100
