@@ -33,6 +33,8 @@ def test_run_then_results(tmp_path):
 
     again = tuner("results", str(tmp_path / "t"), cwd=tmp_path)
     assert again.returncode == 0 and summary["best"]["trial_id"] in again.stdout
+    as_json = tuner("results", str(tmp_path / "t"), "--json", cwd=tmp_path)
+    assert json.loads(as_json.stdout)["best"] == summary["best"]
 
     clash = tuner("run", str(REPO / "jobs" / "quickstart.yaml"), "--set", f"storage={tmp_path}", "--set", "name=t",
                   cwd=tmp_path)

@@ -6,6 +6,8 @@ Exit codes: 0 success; 2 an invalid spec or usage (every problem printed with it
 
 from __future__ import annotations
 
+import json
+import sys
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -32,9 +34,18 @@ RayAddressOpt = Annotated[str | None, typer.Option("--address", help="Ray cluste
 JobsAddressOpt = Annotated[str | None, typer.Option("--address", help="The head's dashboard address, "
                                                                       "http://HEAD:8265 (default: RAY_ADDRESS, else "
                                                                       "http://127.0.0.1:8265).")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout, nothing else there.")]
 VerboseOpt = Annotated[bool, typer.Option(help="Show the trials' own output.")]
 JobArg = Annotated[str, typer.Argument(help="The job id tuner submit printed.")]
 DEFAULT_STORAGE = Path("./sweeps")
+
+
+def print_json(obj: Any) -> None:
+    """One JSON document on stdout: numpy scalars as numbers, non-finite floats as null, anything else as text."""
+    from tuner.store import jsonable
+
+    sys.stdout.write(json.dumps(jsonable(obj), indent=2) + "\n")
+    sys.stdout.flush()
 
 
 def fail(message: str, code: int = FAILURE) -> NoReturn:

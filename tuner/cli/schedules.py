@@ -18,6 +18,7 @@ from rich.table import Table
 from tuner.cli.options import (
     DEFAULT_STORAGE,
     USAGE,
+    JsonOpt,
     SetOpt,
     StorageOpt,
     StoreOpt,
@@ -26,6 +27,7 @@ from tuner.cli.options import (
     fail_spec,
     open_store,
     out,
+    print_json,
 )
 from tuner.cli.options import JobsAddressOpt as AddressOpt
 from tuner.spec import SpecError
@@ -71,7 +73,7 @@ def schedule_add(spec: Annotated[Path, typer.Argument(help="The sweep spec (YAML
 
 
 @schedule_app.command("list")
-def schedule_list(storage: StorageOpt = DEFAULT_STORAGE, store: StoreOpt = None) -> None:
+def schedule_list(storage: StorageOpt = DEFAULT_STORAGE, store: StoreOpt = None, json_: JsonOpt = False) -> None:
     """The schedules, with their next due time and their last run."""
     from tuner.service import cron as scheduling  # SQLAlchemy and croniter: only for these commands
     from tuner.store import list_schedules, safe_url
@@ -81,10 +83,13 @@ def schedule_list(storage: StorageOpt = DEFAULT_STORAGE, store: StoreOpt = None)
         rows = list_schedules(engine)
     finally:
         engine.dispose()
+    now = scheduling.utcnow()
+    if json_:
+        print_json([{**s, "next_due": scheduling.next_due(s["cron"], s["created_at"], now)} for s in rows])
+        return
     if not rows:
         out.print(f"no schedules in {safe_url(engine.url)}", highlight=False)
         return
-    now = scheduling.utcnow()
     cells = []
     for s in rows:
         run = s["last_run"]

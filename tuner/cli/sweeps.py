@@ -11,6 +11,7 @@ import typer
 from tuner.cli.options import (
     DEFAULT_STORAGE,
     USAGE,
+    JsonOpt,
     RayAddressOpt,
     SetOpt,
     SpecArg,
@@ -22,6 +23,7 @@ from tuner.cli.options import (
     load_spec,
     open_store,
     out,
+    print_json,
 )
 from tuner.spec import Spec, SpecError
 
@@ -41,9 +43,13 @@ def _describe(spec: Spec) -> str:
             f"{b.eval_interval:,.0f}; results in {spec.sweep_dir}")
 
 
-def validate(spec: SpecArg, set_: SetOpt = None) -> None:
-    """Check a spec and print what it would run; starts nothing."""
+def validate(spec: SpecArg, set_: SetOpt = None, json_: JsonOpt = False) -> None:
+    """Check a spec and print what it would run (--json: the resolved spec); starts nothing."""
     s = load_spec(spec, set_)
+    if json_:
+        err.print(f"ok {_describe(s)}", highlight=False)
+        print_json(s.model_dump(mode="json"))
+        return
     out.print(f"ok {_describe(s)}", highlight=False)
 
 
@@ -128,14 +134,14 @@ def extend(name: Annotated[str, typer.Argument(help="The finished sweep's name (
 
 
 def results(path: Annotated[Path, typer.Argument(help="A sweep directory (<storage>/<name>) or its summary.json.")],
-            ) -> None:
+            json_: JsonOpt = False) -> None:
     """Print the leaderboard of a finished sweep from disk."""
     from tuner.cli.render import print_summary
     from tuner.sweep.summary import load_summary
 
     try:
         summary = load_summary(path)
-        print_summary(summary, out)
+        print_json(summary) if json_ else print_summary(summary, out)
     except FileNotFoundError:
         err.print(f"[bold red]{path}: no summary.json[/bold red] (is it a finished sweep's directory?)")
         raise typer.Exit(USAGE) from None
@@ -145,7 +151,7 @@ def results(path: Annotated[Path, typer.Argument(help="A sweep directory (<stora
 
 
 @sweeps_app.command("list")
-def sweeps_list(storage: StorageOpt = DEFAULT_STORAGE, store: StoreOpt = None) -> None:
+def sweeps_list(storage: StorageOpt = DEFAULT_STORAGE, store: StoreOpt = None, json_: JsonOpt = False) -> None:
     """List the sweeps in the store, newest first: status, trials, best value, compute spent."""
     from sqlalchemy.exc import SQLAlchemyError
 
@@ -154,7 +160,8 @@ def sweeps_list(storage: StorageOpt = DEFAULT_STORAGE, store: StoreOpt = None) -
 
     engine = open_store(store, storage)
     try:
-        print_sweeps(list_sweeps(engine), out, safe_url(engine.url))
+        listed = list_sweeps(engine)
+        print_json(listed) if json_ else print_sweeps(listed, out, safe_url(engine.url))
     except SQLAlchemyError as e:
         err.print(f"[bold red]reading the sweep store failed:[/bold red] {type(e).__name__}: {e}", highlight=False)
         raise typer.Exit(1) from None
@@ -164,7 +171,7 @@ def sweeps_list(storage: StorageOpt = DEFAULT_STORAGE, store: StoreOpt = None) -
 
 @sweeps_app.command("show")
 def sweeps_show(name: Annotated[str, typer.Argument(help="The sweep's name.")],
-                storage: StorageOpt = DEFAULT_STORAGE, store: StoreOpt = None) -> None:
+                storage: StorageOpt = DEFAULT_STORAGE, store: StoreOpt = None, json_: JsonOpt = False) -> None:
     """Print a sweep's leaderboard from the store, with the compute it spent (also while it runs)."""
     from sqlalchemy.exc import SQLAlchemyError
 
@@ -173,7 +180,8 @@ def sweeps_show(name: Annotated[str, typer.Argument(help="The sweep's name.")],
 
     engine = open_store(store, storage, sweep=name)
     try:
-        print_store_leaderboard(sweep_leaderboard(engine, name), out)
+        board = sweep_leaderboard(engine, name)
+        print_json(board) if json_ else print_store_leaderboard(board, out)
     except UnknownSweep as e:
         err.print(f"[bold red]{e}[/bold red] ({safe_url(engine.url)})", highlight=False)
         raise typer.Exit(USAGE) from None

@@ -55,10 +55,23 @@ def test_submit_and_wait_runs_the_sweep_on_the_head(ray_head, job_dir, tmp_path)
     assert listed.returncode == 0 and job in listed.stdout and "SUCCEEDED" in listed.stdout
     status = tuner("jobs", "status", job, "--address", ray_head.dashboard)
     assert status.returncode == 0 and "SUCCEEDED" in status.stdout
+    as_json = tuner("jobs", "list", "--address", ray_head.dashboard, "--json")  # one JSON document on stdout
+    assert {"job": job, "status": "SUCCEEDED"}.items() <= next(j for j in json.loads(as_json.stdout)
+                                                               if j["job"] == job).items()
+    assert json.loads(tuner("jobs", "status", job, "--address", ray_head.dashboard, "--json").stdout)["status"] \
+        == "SUCCEEDED"
     logs = tuner("jobs", "logs", job, "--address", ray_head.dashboard)
     assert logs.returncode == 0 and "best:" in logs.stdout
     missing = tuner("jobs", "status", "tuner-nope", "--address", ray_head.dashboard)
     assert missing.returncode == 1 and "no job tuner-nope" in missing.stderr
+
+
+def test_submit_json_is_one_document_with_the_job_id(ray_head, job_dir):
+    r = tuner("submit", str(job_dir / "spec.yaml"), "--address", ray_head.dashboard, "--json",
+              "--set", "search.num_trials=1", "--set", "name=remote-json")
+    assert r.returncode == 0, r.stderr[-3000:]
+    job = json.loads(r.stdout)["job_id"]
+    assert tuner("jobs", "stop", job, "--address", ray_head.dashboard).returncode == 0
 
 
 def test_a_bad_spec_is_refused_before_anything_is_submitted(ray_head, job_dir):
