@@ -12,8 +12,12 @@ import contextlib
 import json
 import os
 import signal
+import socket
 import sys
+import threading
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -151,3 +155,43 @@ def fill_sweep_store(engine: Any, name: str = "s1", trials: int = 4) -> None:
                                                         "val_loss": 3.0 - 0.2 * it - 0.1 * i, "time_total_s": it,
                                                         "node_ip": "127.0.0.1"})
         store.record_trial(engine, sweep_id, tid, status="stopped" if i == 0 else "completed")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class DashboardServer:
+    """``tuner dashboard``'s app served by uvicorn in a thread, on a free loopback port."""
+
+    def __init__(self, engine: Any, token: str | None = None):
+        import uvicorn
+
+        from tuner.service.dashboard import create_app
+
+        self.port = free_port()
+        self.server = uvicorn.Server(uvicorn.Config(create_app(engine, token), host="127.0.0.1", port=self.port,
+                                                    log_level="warning"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> DashboardServer:
+        self.thread.start()
+        deadline = time.monotonic() + 20
+        while not self.server.started:  # polls the server's own flag; it starts in well under a second
+            assert time.monotonic() < deadline, "the dashboard did not start"
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
+
+    def get(self, path: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], str]:
+        req = urllib.request.Request(f"http://127.0.0.1:{self.port}{path}", headers=headers or {})
+        try:
+            with urllib.request.urlopen(req, timeout=30) as r:
+                return r.status, dict(r.headers), r.read().decode()
+        except urllib.error.HTTPError as e:
+            return e.code, dict(e.headers), e.read().decode()

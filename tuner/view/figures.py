@@ -126,24 +126,24 @@ def _parallel(sweep: dict[str, Any], trials: list[dict[str, Any]]) -> go.Figure 
 
 
 def _importance(sweep: dict[str, Any], trials: list[dict[str, Any]]) -> go.Figure | None:
-    """fANOVA importance over the trials that ran their whole fidelity (values at one fidelity compare)."""
+    """fANOVA importance (Optuna's evaluator) over the trials' values at one fidelity, so that they compare: the
+    longest that at least 3 trials reached (with early stopping most trials never run to the end)."""
     import optuna
 
-    done = [t for t in trials if t["state"] == "completed" and finite(t["value"]) and t["config"]]
-    keys = sorted({k for t in done for k in t["config"]})
-    if len(done) < 3 or not keys:
+    at, level = _at_one_fidelity(sweep, trials)
+    keys = sorted({k for t in trials if t["trial_id"] in at for k in (t["config"] or {})})
+    if len(at) < 3 or not keys:
         return None
+    configs = {t["trial_id"]: t["config"] for t in trials if t["trial_id"] in at}
     dists: dict[str, Any] = {}
     for k in keys:
-        values = [t["config"].get(k) for t in done]
-        numbers = _numbers(values)
+        numbers = _numbers([c.get(k) for c in configs.values()])
         if numbers is not None:
             lo, hi = min(numbers), max(numbers)
-            if lo == hi:
-                continue
-            dists[k] = optuna.distributions.FloatDistribution(lo, hi, log=_log_scaled(numbers))
+            if lo < hi:
+                dists[k] = optuna.distributions.FloatDistribution(lo, hi, log=_log_scaled(numbers))
         else:
-            dists[k] = optuna.distributions.CategoricalDistribution(sorted({str(v) for v in values}))
+            dists[k] = optuna.distributions.CategoricalDistribution(sorted({str(c.get(k)) for c in configs.values()}))
     if not dists:
         return None
     direction = optuna.study.StudyDirection.MINIMIZE if sweep["mode"] == "min" else \
@@ -152,19 +152,35 @@ def _importance(sweep: dict[str, Any], trials: list[dict[str, Any]]) -> go.Figur
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "A new study created in memory" per page view
     try:
         study = optuna.create_study(direction=direction)
-        for t in done:
-            params = {k: (float(t["config"][k]) if isinstance(d, optuna.distributions.FloatDistribution)
-                          else str(t["config"][k])) for k, d in dists.items()}
-            study.add_trial(optuna.trial.create_trial(params=params, distributions=dists, value=t["value"]))
+        for trial_id, value in at.items():
+            c = configs[trial_id]
+            params = {k: (float(c[k]) if isinstance(d, optuna.distributions.FloatDistribution) else str(c.get(k)))
+                      for k, d in dists.items()}
+            study.add_trial(optuna.trial.create_trial(params=params, distributions=dists, value=value))
         scores = optuna.importance.get_param_importances(
             study, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0))
     finally:
         optuna.logging.set_verbosity(verbosity)
     names = list(scores)[::-1]
     fig = go.Figure(go.Bar(x=[scores[n] for n in names], y=names, orientation="h"))
-    fig.update_layout(title=f"hyperparameter importance (fANOVA over {len(done)} completed trials)",
+    fig.update_layout(title=f"hyperparameter importance (fANOVA, {len(at)} trials at {time_attr(sweep)} {level:g})",
                       xaxis_title="share of the variance of " + sweep["metric"], **LAYOUT)
     return fig
+
+
+def _at_one_fidelity(sweep: dict[str, Any], trials: list[dict[str, Any]], least: int = 3) -> tuple[dict[str, float],
+                                                                                                  float]:
+    """Each trial's value at the longest fidelity that at least ``least`` trials reached (a trial's value there is
+    what it reported first at or past it), and that fidelity."""
+    metric, attr = sweep["metric"], time_attr(sweep)
+    curves = {t["trial_id"]: [(float(r[attr]), float(r[metric])) for r in t["results"]
+                              if finite(r.get(metric)) and finite(r.get(attr))] for t in trials if t["config"]}
+    reached = sorted((pts[-1][0] for pts in curves.values() if pts), reverse=True)
+    if len(reached) < least:
+        return {}, 0.0
+    level = reached[least - 1]
+    return {tid: next(v for t, v in pts if t >= level) for tid, pts in curves.items()
+            if pts and pts[-1][0] >= level}, level
 
 
 def _numbers(values: list[Any]) -> list[float] | None:

@@ -13,7 +13,12 @@ from urllib.parse import quote
 
 from tuner._util.objective import finite
 
-FIGURES = ("progress", "curves", "parallel", "importance")
+FIGURES = {  # each figure's place, and what it says until the sweep has the data to draw it
+    "progress": "best so far against compute: no result yet",
+    "curves": "learning curves: no result yet",
+    "parallel": "parallel coordinates: no trial with a value yet",
+    "importance": "hyperparameter importance: needs 3 trials with results",
+}
 
 STYLE = """
 body{font-family:system-ui,sans-serif;margin:1.5em;color:#222}h1{font-size:1.4em}h2{font-size:1.1em;margin-top:1.5em}
@@ -23,11 +28,13 @@ th[data-sort]{cursor:pointer;background:#f4f4f4}.num{text-align:right}.err{color
 """
 
 SCRIPT = """
-const LIVE = %(live)s, EVERY_MS = 3000;
+const LIVE = %(live)s, EVERY_MS = 2000;
 function draw(figs) {
   for (const [name, fig] of Object.entries(figs || {})) {
     const el = document.getElementById('fig-' + name);
-    if (el) Plotly.react(el, fig.data, fig.layout, {responsive: true, displaylogo: false});
+    if (!el) continue;
+    if (!el.data) el.innerHTML = '';  // the "not enough data yet" note
+    Plotly.react(el, fig.data, fig.layout, {responsive: true, displaylogo: false});
   }
 }
 document.addEventListener('click', e => {  // sortable tables: click a header
@@ -113,7 +120,8 @@ def sweep_fragment(sweep: dict[str, Any]) -> str:
             f"{escape(_fmt(sweep['best_value']))} (trial {escape(_fmt(sweep['best_trial_id']))}) &middot; "
             f"{escape(_compute(sweep.get('compute') or {}))} &middot; started {escape(_fmt(sweep['created_at']))}"
             f", ended {escape(_fmt(sweep['finished_at']))}</p>")
-    figs = '<div class="figs">' + "".join(f'<div id="fig-{n}"></div>' for n in FIGURES) + "</div>"
+    figs = '<div class="figs">' + "".join(f'<div id="fig-{n}"><p class="muted">{escape(note)}</p></div>'
+                                          for n, note in FIGURES.items()) + "</div>"
     keys = sorted({k for t in trials for k in (t["config"] or {})})
     rows = [[_cell(t["rank"], "num"), _cell(t["trial_id"]), _cell(t["state"]), _cell(t["value"], "num"),
              *[_cell((t["config"] or {}).get(k), "num") for k in keys], _cell(t["iterations"], "num"),
@@ -154,7 +162,8 @@ def shell(title: str, fragment: str, figures: dict[str, Any], *, plotly: str, li
     """A whole page. ``plotly``: a <script> tag (inline source, or a src URL the dashboard serves)."""
     # "</" inside a script's JSON would end the script: a metric or trial named "</script>" must stay data.
     script = SCRIPT % {"live": json.dumps(live), "figures": json.dumps(figures).replace("</", "<\\/")}
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{escape(title)}</title><style>{STYLE}</style>"
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{escape(title)}</title>"
+            f"<link rel='icon' href='data:,'><style>{STYLE}</style>"
             f"{plotly}</head><body><div id='body'>{fragment}</div><script>{script}</script></body></html>")
 
 

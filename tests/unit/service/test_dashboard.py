@@ -4,57 +4,19 @@ the pages, live reads, the token, and bad input (unknown sweep, unopenable store
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
-import threading
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
+from support import DashboardServer as Server
 from support import fill_sweep_store as fill
+from support import free_port
 
 from tuner import store
-from tuner.service.dashboard import Unsafe, check_exposure, create_app
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Server:
-    def __init__(self, engine: Any, token: str | None = None):
-        self.port = free_port()
-        self.server = uvicorn.Server(uvicorn.Config(create_app(engine, token), host="127.0.0.1", port=self.port,
-                                                    log_level="warning"))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> Server:
-        self.thread.start()
-        deadline = time.monotonic() + 20
-        while not self.server.started:  # polls the server's own flag; it starts in well under a second
-            assert time.monotonic() < deadline, "the dashboard did not start"
-            time.sleep(0.02)
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.server.should_exit = True
-        self.thread.join(10)
-
-    def get(self, path: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], str]:
-        req = urllib.request.Request(f"http://127.0.0.1:{self.port}{path}", headers=headers or {})
-        try:
-            with urllib.request.urlopen(req, timeout=30) as r:
-                return r.status, dict(r.headers), r.read().decode()
-        except urllib.error.HTTPError as e:
-            return e.code, dict(e.headers), e.read().decode()
+from tuner.service.dashboard import Unsafe, check_exposure
 
 
 @pytest.fixture
