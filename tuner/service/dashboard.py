@@ -82,10 +82,23 @@ def create_app(engine: Engine, token: str | None = None) -> FastAPI:
         trials = sweep.pop("leaderboard")
         return {**_listed({**sweep, "trials": len(trials)}), "trials": store.jsonable(trials)}
 
+    drawn: dict[str, tuple[Any, dict[str, Any]]] = {}  # sweep -> (what its figures were drawn from, the figures)
+
+    def figures_of(sweep: dict[str, Any]) -> dict[str, Any]:
+        """The figures, drawn again only when the sweep changed: the live page asks every 2 s, and fANOVA takes
+        a few hundred ms on a big sweep."""
+        key = (sweep["status"], [(t["trial_id"], t["state"], len(t["results"]), t["value"])
+                                 for t in sweep["leaderboard"]])
+        if sweep["name"] not in drawn or drawn[sweep["name"]][0] != key:
+            if len(drawn) > 64:
+                drawn.clear()
+            drawn[sweep["name"]] = (key, store.jsonable(figures(sweep)))
+        return drawn[sweep["name"]][1]
+
     @app.get("/api/sweeps/{name}/view", summary="The sweep page's body and figures, for the live page")
     def api_sweep_view(name: str) -> dict[str, Any]:
         sweep = _detail(engine, name)
-        return {"html": sweep_fragment(sweep), "figures": store.jsonable(figures(sweep))}
+        return {"html": sweep_fragment(sweep), "figures": figures_of(sweep)}
 
     @app.get("/api/schedules", summary="Cron schedules with their newest run")
     def api_schedules() -> list[dict[str, Any]]:
@@ -103,7 +116,7 @@ def create_app(engine: Engine, token: str | None = None) -> FastAPI:
     @app.get("/sweeps/{name}", response_class=HTMLResponse, include_in_schema=False)
     def sweep_page(name: str) -> str:
         sweep = _detail(engine, name)
-        return shell(f"tuner: {name}", sweep_fragment(sweep), figures(sweep), plotly=_PLOTLY_TAG,
+        return shell(f"tuner: {name}", sweep_fragment(sweep), figures_of(sweep), plotly=_PLOTLY_TAG,
                      live=f"../api/sweeps/{quote(name, safe='')}/view")
 
     @app.get("/static/plotly.min.js", include_in_schema=False)

@@ -5,6 +5,7 @@ each trial, parallel coordinates of the tuned hyperparameters, and their importa
 from __future__ import annotations
 
 import json
+import logging
 import math
 from datetime import datetime
 from typing import Any
@@ -14,6 +15,7 @@ import plotly.io as pio
 
 from tuner._util.objective import Objective, finite
 
+log = logging.getLogger(__name__)
 LAYOUT = {"margin": {"l": 60, "r": 20, "t": 40, "b": 50}, "height": 380, "template": "plotly_white"}
 
 
@@ -21,13 +23,17 @@ def figures(sweep: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Figure name -> figure dict. Figures that need data the sweep lacks (no results yet, fewer than two finished
     trials for importance) are left out."""
     trials = sweep["leaderboard"]
-    out: dict[str, go.Figure | None] = {
-        "progress": _progress(sweep, trials),
-        "curves": _curves(sweep, trials),
-        "parallel": _parallel(sweep, trials),
-        "importance": _importance(sweep, trials),
-    }
-    return {name: json.loads(pio.to_json(fig)) for name, fig in out.items() if fig is not None}
+    out = {}
+    for name, build in (("progress", _progress), ("curves", _curves), ("parallel", _parallel),
+                        ("importance", _importance)):
+        try:
+            fig = build(sweep, trials)
+        except Exception:  # one figure's failure must not cost the page: it shows the others
+            log.exception("figure %s of sweep %s", name, sweep.get("name"))
+            continue
+        if fig is not None:
+            out[name] = json.loads(pio.to_json(fig))
+    return out
 
 
 def time_attr(sweep: dict[str, Any]) -> str:
@@ -132,7 +138,7 @@ def _importance(sweep: dict[str, Any], trials: list[dict[str, Any]]) -> go.Figur
 
     at, level = _at_one_fidelity(sweep, trials)
     keys = sorted({k for t in trials if t["trial_id"] in at for k in (t["config"] or {})})
-    if len(at) < 3 or not keys:
+    if len(at) < 3 or not keys or len(set(at.values())) < 2:  # equal values: nothing to apportion
         return None
     configs = {t["trial_id"]: t["config"] for t in trials if t["trial_id"] in at}
     dists: dict[str, Any] = {}
