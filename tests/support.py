@@ -166,14 +166,14 @@ def free_port() -> int:
 class DashboardServer:
     """``tuner dashboard``'s app served by uvicorn in a thread, on a free loopback port."""
 
-    def __init__(self, engine: Any, token: str | None = None):
+    def __init__(self, engine: Any, token: str | None = None, jobs_address: str | None = None):
         import uvicorn
 
         from tuner.service.dashboard import create_app
 
         self.port = free_port()
-        self.server = uvicorn.Server(uvicorn.Config(create_app(engine, token), host="127.0.0.1", port=self.port,
-                                                    log_level="warning"))
+        app = create_app(engine, token, jobs_address)
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
     def __enter__(self) -> DashboardServer:

@@ -8,6 +8,7 @@ import math
 
 import pytest
 
+from tuner import store
 from tuner.spec import validate
 from tuner.sweep.driver import run_sweep
 
@@ -97,6 +98,15 @@ def llm_population_sweep(tiny_raw, scheduler: str) -> tuple[dict, list[list]]:
     spec = validate(raw)
     result = run_sweep(spec)
     exploits = [json.loads(line) for line in (result.path / "pbt_global.txt").read_text().splitlines()]
+    # The sweep store holds the same lineage, for the dashboard: each exploit's trial, donor and new values.
+    engine = store.open_store(None, result.path.parent)
+    stored = [(t["trial_id"], e["donor"], e["config"]["train.lr"])
+              for t in store.sweep_detail(engine, spec.name)["leaderboard"] for e in t["exploits"]]
+    engine.dispose()
+    tags = {t["trial_id"].rsplit("_", 1)[-1].lstrip("0") or "0": t["trial_id"] for t in result.summary["trials"]}
+    expected = [(tags[target.split("_")[0]], tags[donor.split("_")[0]], new["train"]["lr"])
+                for target, donor, _ti, _di, _old, new in exploits]
+    assert sorted(stored) == sorted(expected)
     return result.summary, exploits
 
 

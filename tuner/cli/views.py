@@ -17,7 +17,10 @@ def dashboard(store: StoreOpt = None, storage: StorageOpt = DEFAULT_STORAGE,
               = "127.0.0.1",
               port: Annotated[int, typer.Option(help="Port to listen on.")] = 8266,
               token: Annotated[str | None, typer.Option(help="Require this token on every request (default: "
-                                                             "TUNER_DASHBOARD_TOKEN).")] = None) -> None:
+                                                             "TUNER_DASHBOARD_TOKEN).")] = None,
+              address: Annotated[str | None, typer.Option("--address", help="Also list the sweeps submitted to this "
+                                                          "Ray head, http://HEAD:8265 (default: RAY_ADDRESS if "
+                                                          "set).")] = None) -> None:
     """Serve a read-only, live dashboard of the sweep store's sweeps (Ctrl+C stops it)."""
     from sqlalchemy.exc import SQLAlchemyError
 
@@ -38,7 +41,7 @@ def dashboard(store: StoreOpt = None, storage: StorageOpt = DEFAULT_STORAGE,
         fail(f"cannot open the sweep store: {str(e).splitlines()[0]}", FAILURE)
     err.print(f"tuner dashboard on http://{host}:{port}/ (store {sweep_store.safe_url(engine.url)})",
               highlight=False)
-    serve(engine, host, port, token)
+    serve(engine, host, port, token, address or os.environ.get("RAY_ADDRESS") or None)
 
 
 def report(name: Annotated[str, typer.Argument(help="The sweep's name.")],

@@ -59,6 +59,23 @@ class _Guarded:
     _time_attr: str
     _yield_to_waiting: bool = True
 
+    @property
+    def exploits(self) -> list[dict[str, Any]]:
+        """Every exploit so far, in order: {trial, donor, at {training_iteration, <time_attr>}, config (the mutated
+        values)}; the sweep store's callback records them (the sweep's lineage)."""
+        if "_exploits" not in self.__dict__:
+            self._exploits: list[dict[str, Any]] = []
+        return self._exploits
+
+    def _exploit(self, tune_controller: Any, trial: Any, trial_to_clone: Any) -> None:
+        super()._exploit(tune_controller, trial, trial_to_clone)  # type: ignore[misc]
+        last = trial_to_clone.last_result or {}
+        mutated = getattr(self, "_hyperparam_mutations", None) or getattr(self, "_hyperparam_bounds", {})
+        self.exploits.append({
+            "trial": trial.trial_id, "donor": trial_to_clone.trial_id,
+            "at": {"training_iteration": last.get("training_iteration"), self._time_attr: last.get(self._time_attr)},
+            "config": {key: _lookup(trial.config, key) for key in _leaf_keys(mutated)}})
+
     def _quantiles(self) -> tuple[list, list]:
         return _checkpointed(super()._quantiles(), self._trial_state)  # type: ignore[misc, attr-defined]
 
@@ -83,3 +100,23 @@ class CheckpointedPB2(_Guarded, PB2):
         super().__init__(**kwargs)
         self._max_t = max_t
         self._yield_to_waiting = yield_to_waiting
+
+
+def _leaf_keys(mutations: dict[str, Any], prefix: str = "") -> list[str]:
+    """The dotted keys of PBT's (nested) mutation spec."""
+    out = []
+    for k, v in mutations.items():
+        if isinstance(v, dict) and v and not any(isinstance(x, (int, float)) for x in v.values()):
+            out.extend(_leaf_keys(v, f"{prefix}{k}."))
+        else:
+            out.append(f"{prefix}{k}")
+    return out
+
+
+def _lookup(config: dict[str, Any], dotted: str) -> Any:
+    node: Any = config
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return config.get(dotted)  # a flat config keyed by dotted names (custom trainables)
+        node = node[part]
+    return node

@@ -21,6 +21,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from sqlalchemy import Engine
 
 from tuner import store
+from tuner.service import jobs as ray_jobs
 from tuner.view import figures, sweep_fragment, sweeps_fragment
 from tuner.view.page import shell
 
@@ -67,7 +68,9 @@ def _guard(app: FastAPI, token: str | None) -> None:
         return _error(request, 500, f"internal error ({type(exc).__name__}); see the dashboard's log")
 
 
-def create_app(engine: Engine, token: str | None = None) -> FastAPI:
+def create_app(engine: Engine, token: str | None = None, jobs_address: str | None = None) -> FastAPI:
+    """The app over ``engine``; with ``jobs_address`` (a Ray head's dashboard, http://HEAD:8265) it also lists
+    the sweeps submitted there through tuner (Ray Jobs) with their states."""
     app = FastAPI(title="tuner dashboard", description="Sweeps, trials and their results, read from the sweep store.",
                   version="1")
     _guard(app, token)
@@ -82,18 +85,7 @@ def create_app(engine: Engine, token: str | None = None) -> FastAPI:
         trials = sweep.pop("leaderboard")
         return {**_listed({**sweep, "trials": len(trials)}), "trials": store.jsonable(trials)}
 
-    drawn: dict[str, tuple[Any, dict[str, Any]]] = {}  # sweep -> (what its figures were drawn from, the figures)
-
-    def figures_of(sweep: dict[str, Any]) -> dict[str, Any]:
-        """The figures, drawn again only when the sweep changed: the live page asks every 2 s, and fANOVA takes
-        a few hundred ms on a big sweep."""
-        key = (sweep["status"], [(t["trial_id"], t["state"], len(t["results"]), t["value"])
-                                 for t in sweep["leaderboard"]])
-        if sweep["name"] not in drawn or drawn[sweep["name"]][0] != key:
-            if len(drawn) > 64:
-                drawn.clear()
-            drawn[sweep["name"]] = (key, store.jsonable(figures(sweep)))
-        return drawn[sweep["name"]][1]
+    figures_of = _FigureCache()
 
     @app.get("/api/sweeps/{name}/view", summary="The sweep page's body and figures, for the live page")
     def api_sweep_view(name: str) -> dict[str, Any]:
@@ -104,14 +96,23 @@ def create_app(engine: Engine, token: str | None = None) -> FastAPI:
     def api_schedules() -> list[dict[str, Any]]:
         return store.jsonable(store.list_schedules(engine))
 
+    @app.get("/api/jobs", summary="The sweeps submitted through tuner to the Ray head given with --address")
+    def api_jobs() -> Any:
+        if not jobs_address:
+            raise StarletteHTTPException(404, "no Ray cluster given: start the dashboard with --address "
+                                              "http://HEAD:8265 to list its jobs")
+        try:
+            return ray_jobs.list_jobs(jobs_address)
+        except ray_jobs.RemoteError as e:
+            return JSONResponse({"error": str(e), "status": 502}, status_code=502)
+
     @app.get("/api/view", summary="The sweeps list's body, for the live page")
     def api_view() -> dict[str, Any]:
-        return {"html": sweeps_fragment(store.list_sweeps(engine), store.list_schedules(engine)), "figures": {}}
+        return {"html": _listing(engine, jobs_address), "figures": {}}
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def index() -> str:
-        body = sweeps_fragment(store.list_sweeps(engine), store.list_schedules(engine))
-        return shell("tuner: sweeps", body, {}, plotly=_PLOTLY_TAG, live="api/view")
+        return shell("tuner: sweeps", _listing(engine, jobs_address), {}, plotly=_PLOTLY_TAG, live="api/view")
 
     @app.get("/sweeps/{name}", response_class=HTMLResponse, include_in_schema=False)
     def sweep_page(name: str) -> str:
@@ -132,6 +133,37 @@ def create_app(engine: Engine, token: str | None = None) -> FastAPI:
 _PLOTLY_TAG = '<script src="/static/plotly.min.js"></script>'
 
 
+class _FigureCache:
+    """A sweep's figures, drawn again only when the sweep changed: the live page asks every 2 s, and fANOVA takes a
+    few hundred ms on a big sweep."""
+
+    def __init__(self, size: int = 64):
+        self.size = size
+        self.drawn: dict[str, tuple[Any, dict[str, Any]]] = {}  # sweep -> (what they were drawn from, figures)
+
+    def __call__(self, sweep: dict[str, Any]) -> dict[str, Any]:
+        key = (sweep["status"], [(t["trial_id"], t["state"], len(t["results"]), len(t.get("exploits") or []),
+                                  t["value"]) for t in sweep["leaderboard"]])
+        if sweep["name"] not in self.drawn or self.drawn[sweep["name"]][0] != key:
+            if len(self.drawn) >= self.size:
+                self.drawn.clear()
+            self.drawn[sweep["name"]] = (key, store.jsonable(figures(sweep)))
+        return self.drawn[sweep["name"]][1]
+
+
+def _listing(engine: Engine, jobs_address: str | None) -> str:
+    """The sweeps list's body; with a Ray head, its tuner jobs (or the one line saying why they could not be
+    listed)."""
+    jobs: list[dict[str, Any]] | str | None = None
+    if jobs_address:
+        try:
+            jobs = ray_jobs.list_jobs(jobs_address)
+        except ray_jobs.RemoteError as e:
+            jobs = str(e)
+    return sweeps_fragment(store.list_sweeps(engine), store.list_schedules(engine), jobs=jobs,
+                           jobs_address=jobs_address)
+
+
 def _detail(engine: Engine, name: str) -> dict[str, Any]:
     try:
         return store.sweep_detail(engine, name)
@@ -150,9 +182,9 @@ def _error(request: Request, status: int, message: str) -> Response:
                                                  f"sweeps</a></p>", {}, plotly=""), status_code=status)
 
 
-def serve(engine: Engine, host: str, port: int, token: str | None) -> None:
+def serve(engine: Engine, host: str, port: int, token: str | None, jobs_address: str | None = None) -> None:
     """Serve until interrupted. Unsafe on a non-loopback host without a token."""
     import uvicorn
 
     check_exposure(host, token)
-    uvicorn.run(create_app(engine, token), host=host, port=port, log_level="warning")
+    uvicorn.run(create_app(engine, token, jobs_address), host=host, port=port, log_level="warning")

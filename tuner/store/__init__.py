@@ -28,6 +28,7 @@ from tuner.store.schedules import (
 from tuner.store.sweeps import (
     SWEEP_STATES,
     TRIAL_STATES,
+    Exploit,
     Result,
     Sweep,
     Trial,
@@ -35,6 +36,7 @@ from tuner.store.sweeps import (
     find_sweep,
     finish_sweep,
     list_sweeps,
+    record_exploit,
     record_result,
     record_trial,
     reopen_sweep,
@@ -45,9 +47,10 @@ from tuner.store.sweeps import (
 )
 
 __all__ = [
-    "BUSY_TIMEOUT_MS", "DB_FILE", "RUN_STATES", "SWEEP_STATES", "TRIAL_STATES", "NoStore", "Result", "Schedule",
-    "ScheduleExists", "ScheduleRun", "StoreError", "Sweep", "Trial", "UnknownSchedule", "UnknownSweep",
+    "BUSY_TIMEOUT_MS", "DB_FILE", "Exploit", "RUN_STATES", "SWEEP_STATES", "TRIAL_STATES", "NoStore", "Result",
+    "Schedule", "ScheduleExists", "ScheduleRun", "StoreError", "Sweep", "Trial", "UnknownSchedule", "UnknownSweep",
     "add_schedule", "claim_run", "find_sweep", "finish_sweep", "jsonable", "list_schedules", "list_sweeps",
-    "open_store", "record_result", "record_trial", "remove_schedule", "reopen_sweep", "safe_url", "schedule_runs",
-    "start_sweep", "store_url", "sweep_detail", "sweep_leaderboard", "trial_results", "update_run", "upgrade_schedules",
+    "open_store", "record_exploit", "record_result", "record_trial", "remove_schedule", "reopen_sweep", "safe_url",
+    "schedule_runs", "start_sweep", "store_url", "sweep_detail", "sweep_leaderboard", "trial_results", "update_run",
+    "upgrade_schedules",
 ]

@@ -94,6 +94,20 @@ class Result(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=now)
 
 
+class Exploit(Base):
+    """A PBT/PB2 exploit: the trial took its donor's checkpoint and new hyperparameter values (its generation then
+    begins)."""
+
+    __tablename__ = "exploits"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    trial_pk: Mapped[int] = mapped_column(ForeignKey("trials.id", ondelete="CASCADE"), index=True)
+    donor: Mapped[str] = mapped_column(String(64))  # the donor's trial_id
+    at: Mapped[dict[str, Any]] = mapped_column(JSON)  # the donor's training_iteration and time_attr value
+    config: Mapped[dict[str, Any]] = mapped_column(JSON)  # the mutated hyperparameters' new values
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=now)
+
+
 # ---- writing (the sweep driver only) ---------------------------------------------------------------------
 
 def find_sweep(engine: Engine, name: str) -> dict[str, Any] | None:
@@ -151,6 +165,16 @@ def record_trial(engine: Engine, sweep_id: int, trial_id: str, *, config: dict[s
             if v is not None:
                 setattr(trial, field, v)
         trial.updated_at = now()
+        s.commit()
+
+
+def record_exploit(engine: Engine, sweep_id: int, trial_id: str, *, donor: str, at: dict[str, Any],
+                   config: dict[str, Any]) -> None:
+    """A PBT/PB2 exploit of ``trial_id``: from ``donor`` at ``at``, with ``config`` (the mutated values)."""
+    with Session(engine) as s:
+        trial = _trial(s, sweep_id, trial_id)
+        s.flush()
+        s.add(Exploit(trial_pk=trial.id, donor=donor, at=jsonable(at), config=jsonable(config)))
         s.commit()
 
 
@@ -291,7 +315,8 @@ def trial_results(engine: Engine, name: str, trial_id: str) -> list[dict[str, An
 
 def sweep_detail(engine: Engine, name: str) -> dict[str, Any]:
     """The sweep (as in sweep_leaderboard) with its ``spec`` and every trial's ``results``: the rows it reported,
-    in the order reported, each with its ``generation`` (bumped by a PBT exploit) and ``created_at``.
+    in the order reported, each with its ``generation`` (bumped by a PBT exploit) and ``created_at``; and its
+    ``exploits`` (PBT/PB2: donor, at, config).
     UnknownSweep if the store holds no sweep of that name."""
     out = sweep_leaderboard(engine, name)
     with Session(engine) as s:
@@ -310,7 +335,14 @@ def sweep_detail(engine: Engine, name: str) -> dict[str, Any]:
             if metrics is not None:
                 rows.setdefault(trial_id, []).append({**metrics, "generation": generation,
                                                       "created_at": as_utc(at)})
+        exploits: dict[str, list[dict[str, Any]]] = {}
+        q = (select(Trial.trial_id, Exploit.donor, Exploit.at, Exploit.config, Exploit.created_at)
+             .join(Exploit, Exploit.trial_pk == Trial.id).where(Trial.sweep_id == sweep.id).order_by(Exploit.id))
+        for trial_id, donor, at, config, created in s.execute(q):
+            exploits.setdefault(trial_id, []).append({"donor": donor, "at": at, "config": config,
+                                                      "created_at": as_utc(created)})
     for t in out["leaderboard"]:
         t["started_at"], t["updated_at"] = times.get(t["trial_id"], (None, None))
         t["results"] = rows.get(t["trial_id"], [])
+        t["exploits"] = exploits.get(t["trial_id"], [])
     return out

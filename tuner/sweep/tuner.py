@@ -114,6 +114,9 @@ def build_tuner(spec: Spec, f: Fidelity, trainable: Any, data_dir: Path | None, 
     searcher = searcher or make_searcher(spec)
     sharded = spec.resources.workers_per_trial > 1
     scheduler = make_scheduler(spec, f)
+    for callback in callbacks:  # the store records PBT's exploits: the sweep's lineage
+        if hasattr(callback, "follow_exploits"):
+            callback.follow_exploits(scheduler)
     # One scheduler object for Tune and the GC: pickled together with the experiment, they stay one after a resume.
     gc = CheckpointGC(s.metric, s.mode, spec.checkpoint.keep_best, spec.checkpoint.max_total_gb, scheduler=scheduler)
     if spec.budget.limited:

@@ -25,7 +25,7 @@ def figures(sweep: dict[str, Any]) -> dict[str, dict[str, Any]]:
     trials = sweep["leaderboard"]
     out = {}
     for name, build in (("progress", _progress), ("curves", _curves), ("parallel", _parallel),
-                        ("importance", _importance)):
+                        ("importance", _importance), ("lineage", _lineage)):
         try:
             fig = build(sweep, trials)
         except Exception:  # one figure's failure must not cost the page: it shows the others
@@ -103,6 +103,35 @@ def _curves(sweep: dict[str, Any], trials: list[dict[str, Any]]) -> go.Figure | 
     fig.update_layout(title=f"learning curves (x: stopped early{', dotted: rungs' if levels else ''})",
                       xaxis_title=attr, yaxis_title=metric, **LAYOUT)
     return fig
+
+
+def _lineage(sweep: dict[str, Any], trials: list[dict[str, Any]]) -> go.Figure | None:
+    """PBT/PB2: each trial's span of reports, and an arrow from the donor to the trial at each exploit, with the
+    new values on hover."""
+    exploits = [(t["trial_id"], e) for t in trials for e in t.get("exploits") or []]
+    if not exploits:
+        return None
+    attr = time_attr(sweep)
+    fig = go.Figure()
+    for t in trials:
+        xs = [r[attr] for r in t["results"] if r.get(attr) is not None]
+        if xs:
+            fig.add_trace(go.Scatter(x=[min(xs), max(xs)], y=[t["trial_id"]] * 2, mode="lines", showlegend=False,
+                                     line={"color": "lightgrey", "width": 6}, hoverinfo="skip"))
+    for trial_id, e in exploits:
+        x = (e.get("at") or {}).get(attr)
+        values = ", ".join(f"{k}={_short(v)}" for k, v in (e.get("config") or {}).items())
+        fig.add_trace(go.Scatter(x=[x, x], y=[e["donor"], trial_id], mode="lines+markers", showlegend=False,
+                                 marker={"symbol": ["circle", "triangle-right"], "size": [6, 11]},
+                                 hovertemplate=f"{trial_id} cloned {e['donor']} at {attr} {x}<br>{values}"
+                                               "<extra></extra>"))
+    fig.update_layout(title=f"PBT lineage ({len(exploits)} exploits: donor -> trial)", xaxis_title=attr,
+                      yaxis_title="trial", **LAYOUT)
+    return fig
+
+
+def _short(v: Any) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
 
 
 def _parallel(sweep: dict[str, Any], trials: list[dict[str, Any]]) -> go.Figure | None:

@@ -86,7 +86,10 @@ def _compute(c: dict[str, Any]) -> str:
     return ", ".join(parts)
 
 
-def sweeps_fragment(sweeps: list[dict[str, Any]], schedules: list[dict[str, Any]], link: str = "sweeps/") -> str:
+def sweeps_fragment(sweeps: list[dict[str, Any]], schedules: list[dict[str, Any]], *, link: str = "sweeps/",
+                    jobs: list[dict[str, Any]] | str | None = None, jobs_address: str | None = None) -> str:
+    """The sweeps list; the cron schedules with their last runs; with ``jobs`` (or the one-line reason they could
+    not be listed) the sweeps submitted to the Ray head at ``jobs_address``."""
     if sweeps:
         rows = [[f'<td><a href="{escape(link + quote(w["name"], safe=""))}">{escape(w["name"])}</a></td>',
                  _cell(w["status"]),
@@ -103,6 +106,14 @@ def sweeps_fragment(sweeps: list[dict[str, Any]], schedules: list[dict[str, Any]
         rows = [[_cell(s["name"]), _cell(s["cron"]), _cell(s["spec_path"]), _cell(s["enabled"]),
                  _cell(s["last_fired"]), _cell(_run(s.get("last_run")))] for s in schedules]
         out += "<h2>Schedules</h2>" + _table(["schedule", "cron", "spec", "enabled", "last fired", "last run"], rows)
+    if isinstance(jobs, str):
+        out += f"<h2>Ray jobs on {escape(jobs_address or '')}</h2><p class='err'>{escape(jobs)}</p>"
+    elif jobs is not None:
+        rows = [[_cell(j["job"]), _cell(j["sweep"]), _cell(j["status"]), _cell(j["start"]), _cell(j["end"])]
+                for j in jobs]
+        table = _table(["job", "sweep", "status", "start", "end"], rows) if rows else \
+            "<p class='muted'>No sweeps submitted there yet.</p>"
+        out += f"<h2>Ray jobs on {escape(jobs_address or '')}</h2>" + table
     return out
 
 
@@ -120,8 +131,11 @@ def sweep_fragment(sweep: dict[str, Any]) -> str:
             f"{escape(_fmt(sweep['best_value']))} (trial {escape(_fmt(sweep['best_trial_id']))}) &middot; "
             f"{escape(_compute(sweep.get('compute') or {}))} &middot; started {escape(_fmt(sweep['created_at']))}"
             f", ended {escape(_fmt(sweep['finished_at']))}</p>")
+    shown = dict(FIGURES)
+    if ((sweep.get("spec") or {}).get("search") or {}).get("scheduler") in ("pbt", "pb2"):
+        shown["lineage"] = "PBT lineage: no exploit yet"
     figs = '<div class="figs">' + "".join(f'<div id="fig-{n}"><p class="muted">{escape(note)}</p></div>'
-                                          for n, note in FIGURES.items()) + "</div>"
+                                          for n, note in shown.items()) + "</div>"
     keys = sorted({k for t in trials for k in (t["config"] or {})})
     rows = [[_cell(t["rank"], "num"), _cell(t["trial_id"]), _cell(t["state"]), _cell(t["value"], "num"),
              *[_cell((t["config"] or {}).get(k), "num") for k in keys], _cell(t["iterations"], "num"),

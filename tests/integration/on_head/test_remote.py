@@ -12,6 +12,9 @@ import time
 from pathlib import Path
 
 import pytest
+from support import DashboardServer
+
+from tuner import store
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 VENV_BIN = Path(sys.executable).parent
@@ -60,6 +63,12 @@ def test_submit_and_wait_runs_the_sweep_on_the_head(ray_head, job_dir, tmp_path)
                                                                if j["job"] == job).items()
     assert json.loads(tuner("jobs", "status", job, "--address", ray_head.dashboard, "--json").stdout)["status"] \
         == "SUCCEEDED"
+    engine = store.open_store(None, tmp_path / "dashboard")
+    with DashboardServer(engine, jobs_address=ray_head.dashboard) as dashboard:  # the dashboard lists it too
+        listed_there = json.loads(dashboard.get("/api/jobs")[2])
+        assert any(j["job"] == job and j["status"] == "SUCCEEDED" for j in listed_there)
+        assert job in dashboard.get("/")[2]
+    engine.dispose()
     logs = tuner("jobs", "logs", job, "--address", ray_head.dashboard)
     assert logs.returncode == 0 and "best:" in logs.stdout
     missing = tuner("jobs", "status", "tuner-nope", "--address", ray_head.dashboard)

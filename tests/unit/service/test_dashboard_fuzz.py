@@ -22,7 +22,7 @@ def test_no_request_gets_a_server_error(tmp_path: Path) -> None:
     with DashboardServer(engine) as server:
         schema = schemathesis.openapi.from_url(f"http://127.0.0.1:{server.port}/openapi.json")
         operations = [result.ok() for result in schema.get_all_operations()]
-        assert len(operations) == 5
+        assert len(operations) == 6
         for operation in operations:
 
             @given(case=operation.as_strategy())
@@ -40,4 +40,4 @@ def test_the_fuzzed_api_is_the_documented_one(tmp_path: Path) -> None:
         paths = schemathesis.openapi.from_url(f"http://127.0.0.1:{server.port}/openapi.json").raw_schema["paths"]
     engine.dispose()
     assert set(paths) == {"/api/sweeps", "/api/sweeps/{name}", "/api/sweeps/{name}/view", "/api/schedules",
-                          "/api/view"}
+                          "/api/view", "/api/jobs"}

@@ -35,7 +35,7 @@ def test_default_store_is_wal_sqlite_under_storage(tmp_path):
         assert c.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert c.exec_driver_sql("PRAGMA busy_timeout").scalar() == store.BUSY_TIMEOUT_MS
         tables = {r[0] for r in c.exec_driver_sql("SELECT name FROM sqlite_master WHERE type='table'")}
-    assert tables == {"sweeps", "trials", "results", "schedules", "schedule_runs"}
+    assert tables == {"sweeps", "trials", "results", "exploits", "schedules", "schedule_runs"}
     assert store.store_url("my.db", tmp_path) == f"sqlite:///{Path('my.db').resolve()}"
     assert store.store_url("postgresql://u:pw@h/db", tmp_path) == "postgresql://u:pw@h/db"
     assert store.safe_url("postgresql://u:pw@h/db") == "postgresql://u:***@h/db"

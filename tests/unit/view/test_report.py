@@ -51,3 +51,29 @@ def test_text_from_the_store_stays_text(tmp_path: Path) -> None:
     assert "<i>t</i>" not in html.split("<script>")[0] and "&lt;i&gt;t&lt;/i&gt;" in html
     assert html.count("</script>") == html.count("<script")
     engine.dispose()
+
+
+def test_pbt_lineage_from_the_store(tmp_path: Path) -> None:
+    engine = store.open_store(None, tmp_path)
+    fill(engine)
+    sweep_id = store.find_sweep(engine, "s1")
+    assert sweep_id is not None
+    pk = _pk(engine)
+    store.record_exploit(engine, pk, "t1", donor="t3", at={"training_iteration": 2, "tokens": 200},
+                         config={"train.lr": 0.004})
+    sweep = store.sweep_detail(engine, "s1")
+    [t1] = [t for t in sweep["leaderboard"] if t["trial_id"] == "t1"]
+    assert [(e["donor"], e["at"]["tokens"], e["config"]) for e in t1["exploits"]] == [("t3", 200, {"train.lr": 0.004})]
+    lineage = figures(sweep)["lineage"]["data"]
+    assert any("t1 cloned t3 at tokens 200" in (tr.get("hovertemplate") or "") for tr in lineage)
+    sweep["spec"] = {"search": {"scheduler": "pbt"}}
+    assert 'id="fig-lineage"' in report_html(sweep, figures(sweep))
+    engine.dispose()
+
+
+def _pk(engine: object) -> int:
+    from sqlalchemy import select
+    from sqlalchemy.orm import Session
+
+    with Session(engine) as s:  # type: ignore[call-overload]
+        return int(s.scalar(select(store.Sweep.id).where(store.Sweep.name == "s1")))

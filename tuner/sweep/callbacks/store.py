@@ -36,6 +36,21 @@ class StoreCallback(Callback):
         self._engine: Engine | None = engine
         self._configs: dict[str, dict[str, Any]] = {}
         self._improved: dict[str, bool] = {}
+        self._population: Any = None  # a PBT/PB2 scheduler whose exploits become the sweep's lineage
+        self._exploits_recorded = 0
+
+    def follow_exploits(self, scheduler: Any) -> None:
+        """Record ``scheduler``'s exploits (tuner.schedulers.pbt) as they happen. The scheduler is pickled with this
+        callback in the experiment's state, so after a resume they are still one object."""
+        if hasattr(scheduler, "exploits"):
+            self._population = scheduler
+
+    def _record_exploits(self) -> None:
+        events = self._population.exploits if self._population is not None else []
+        for e in events[self._exploits_recorded:]:
+            store.record_exploit(self.engine, self.sweep_id, e["trial"], donor=e["donor"], at=e["at"],
+                                 config=e["config"])
+            self._exploits_recorded += 1
 
     def __getstate__(self) -> dict[str, Any]:
         # Tune pickles its callbacks with the experiment state: no engine, and no password (a team database's
@@ -72,6 +87,7 @@ class StoreCallback(Callback):
 
     @_guarded
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
+        self._record_exploits()  # an exploit happens while Tune handles a result: recorded at the next one
         config = self.tuned(trial.config or {})
         if config != self._configs.get(trial.trial_id):  # a new trial to this driver, or a PBT exploit
             self._configs[trial.trial_id] = config
@@ -89,6 +105,7 @@ class StoreCallback(Callback):
 
     @_guarded
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._record_exploits()
         last = trial.last_result or {}
         done = self.max_t is None or (last.get(self.time_attr) or 0) >= self.max_t
         store.record_trial(self.engine, self.sweep_id, trial.trial_id, status="completed" if done else "stopped")
