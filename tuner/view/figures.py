@@ -155,8 +155,8 @@ def _parallel(sweep: dict[str, Any], trials: list[dict[str, Any]]) -> go.Figure 
     dims.append({"label": sweep["metric"], "values": metric})
     scale = "Viridis_r" if sweep["mode"] == "min" else "Viridis"
     fig = go.Figure(go.Parcoords(line={"color": metric, "colorscale": scale, "showscale": True}, dimensions=dims))
-    fig.update_layout(title="hyperparameters of every trial with a value", **{**LAYOUT, "margin": {"l": 80, "r": 80,
-                                                                                                   "t": 70, "b": 30}})
+    layout = {**LAYOUT, "margin": {"l": 80, "r": 80, "t": 100, "b": 30}}  # room for the axis labels above
+    fig.update_layout(title={"text": "hyperparameters of every trial with a value", "y": 0.97}, **layout)
     return fig
 
 
