@@ -58,25 +58,32 @@ def rungs(sweep: dict[str, Any]) -> tuple[float, ...]:
 
 
 def _progress(sweep: dict[str, Any], trials: list[dict[str, Any]]) -> go.Figure | None:
-    """The best value reported so far against the compute spent so far (trial-seconds, and tokens when trials count
-    them), every report in the order it arrived."""
+    """The best value reported so far against the compute spent so far, every report in the order it arrived: in
+    trial-seconds, and in tokens when the trials count them (buttons switch the axis)."""
     metric, objective = sweep["metric"], Objective(sweep["metric"], sweep["mode"])
     rows = sorted(((r.get("created_at") or datetime.min, t["trial_id"], r) for t in trials for r in t["results"]),
                   key=lambda x: (str(x[0]), x[1]))
     if not rows:
         return None
-    seconds: dict[tuple[str, int], float] = {}
-    best, xs, ys = None, [], []
+    spent: dict[str, dict[tuple[str, int], float]] = {"time_total_s": {}, "tokens": {}}
+    best, seconds, tokens, ys = None, [], [], []
     for _, trial_id, r in rows:
-        seconds[(trial_id, r.get("generation", 0))] = float(r.get("time_total_s") or 0.0)
+        for key, per_trial in spent.items():
+            per_trial[(trial_id, r.get("generation", 0))] = float(r.get(key) or 0.0)
         if finite(r.get(metric)) and (best is None or objective.better(r[metric], best)):
             best = r[metric]
         if best is not None:
-            xs.append(sum(seconds.values()))
+            seconds.append(sum(spent["time_total_s"].values()))
+            tokens.append(sum(spent["tokens"].values()))
             ys.append(best)
-    fig = go.Figure(go.Scatter(x=xs, y=ys, mode="lines", line={"shape": "hv"}, name=f"best {metric}"))
+    fig = go.Figure(go.Scatter(x=seconds, y=ys, mode="lines", line={"shape": "hv"}, name=f"best {metric}"))
     fig.update_layout(title=f"best {metric} so far against compute", xaxis_title="trial-seconds",
                       yaxis_title=metric, **LAYOUT)
+    if any(tokens):
+        fig.update_layout(updatemenus=[{"type": "buttons", "direction": "right", "x": 1, "y": 1.15, "buttons": [
+            {"label": "trial-seconds", "method": "update", "args": [{"x": [seconds]}, {"xaxis.title.text":
+                                                                                      "trial-seconds"}]},
+            {"label": "tokens", "method": "update", "args": [{"x": [tokens]}, {"xaxis.title.text": "tokens"}]}]}])
     return fig
 
 

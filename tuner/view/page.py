@@ -163,13 +163,28 @@ def _budget(sweep: dict[str, Any]) -> str:
     limits = ((sweep.get("spec") or {}).get("budget") or {})
     c = sweep.get("compute") or {}
     rows = []
-    for key, unit in (("cpu_hours", "CPU-hours"), ("gpu_hours", "GPU-hours"), ("wall_clock", "seconds of wall clock")):
+    # As the budget's ledger counts: each trial's resources x the time it trained.
+    res = (sweep.get("spec") or {}).get("resources") or {}
+    hours, workers = (c.get("trial_seconds") or 0) / 3600, res.get("workers_per_trial") or 1
+    spent = {"cpu_hours": hours * workers * (res.get("cpus_per_worker") or 1),
+             "gpu_hours": hours * workers * (res.get("gpus_per_worker") or 0),
+             "wall_clock": _wall(sweep)}
+    for key, unit in (("cpu_hours", "CPU-hours"), ("gpu_hours", "GPU-hours"), ("wall_clock", "seconds")):
         if limits.get(key) is not None:
-            rows.append([_cell(key), _cell(limits[key], "num"), _cell(unit)])
+            rows.append([_cell(f"{key} ({unit})"), _cell(limits[key], "num"), _cell(spent[key], "num")])
     if not rows:
         return ""
-    spent = f"{(c.get('trial_seconds') or 0) / 3600:.3g} trial-hours spent so far"
-    return "<h2>Budget</h2>" + _table(["limit", "value", "unit"], rows, sortable=False) + f"<p>{spent}</p>"
+    return "<h2>Budget</h2>" + _table(["limit", "value", "spent so far"], rows, sortable=False)
+
+
+def _wall(sweep: dict[str, Any]) -> float | None:
+    """Seconds from the sweep's start to its end (or now, while it runs)."""
+    from datetime import timezone
+
+    start, end = sweep.get("created_at"), sweep.get("finished_at") or datetime.now(timezone.utc)
+    if not isinstance(start, datetime) or not isinstance(end, datetime):
+        return None
+    return (end - start).total_seconds()
 
 
 def shell(title: str, fragment: str, figures: dict[str, Any], *, plotly: str, live: str | None = None) -> str:

@@ -77,3 +77,16 @@ def _pk(engine: object) -> int:
 
     with Session(engine) as s:  # type: ignore[call-overload]
         return int(s.scalar(select(store.Sweep.id).where(store.Sweep.name == "s1")))
+
+
+def test_the_budget_shows_each_limit_beside_what_was_spent(tmp_path: Path) -> None:
+    engine = store.open_store(None, tmp_path)
+    fill(engine)
+    sweep = store.sweep_detail(engine, "s1")
+    sweep["spec"] = {"budget": {"cpu_hours": 2.0}, "resources": {"workers_per_trial": 2, "cpus_per_worker": 3}}
+    html = report_html(sweep, figures(sweep))
+    spent = sweep["compute"]["trial_seconds"] / 3600 * 2 * 3
+    assert "cpu_hours (CPU-hours)" in html and f"{spent:.5g}" in html
+    assert [b["label"] for b in figures(sweep)["progress"]["layout"]["updatemenus"][0]["buttons"]] == \
+        ["trial-seconds", "tokens"]
+    engine.dispose()
