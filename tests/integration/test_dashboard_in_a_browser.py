@@ -77,20 +77,22 @@ def test_the_dashboard_and_the_report_of_a_real_sweep(ray_local: Any, tiny_raw: 
     finally:
         engine.dispose()
 
-    report = tmp_path / "r.html"
     from tuner.cli.views import report as write_report
 
-    write_report(spec.name, output=report, store=None, storage=storage)
-    offline = browser.new_context(offline=True)
-    try:
-        page = offline.new_page()
-        requests: list[str] = []
-        page.on("request", lambda r: requests.append(r.url))
-        page.goto(report.as_uri())
-        drawn(page)
-        assert requests == [report.as_uri()]  # nothing fetched but the file itself
-    finally:
-        offline.close()
+    from_store, from_dir = tmp_path / "store.html", tmp_path / "dir.html"
+    write_report(spec.name, output=from_store, store=None, storage=storage)
+    write_report(str(spec.sweep_dir), output=from_dir, store=None, storage=storage)  # the directory alone
+    for report in (from_store, from_dir):
+        offline = browser.new_context(offline=True)
+        try:
+            page = offline.new_page()
+            requests: list[str] = []
+            page.on("request", lambda r: requests.append(r.url))
+            page.goto(report.as_uri())
+            drawn(page)
+            assert requests == [report.as_uri()]  # nothing fetched but the file itself
+        finally:
+            offline.close()
 
 
 def _sweep_pk(engine: Any, name: str) -> int:

@@ -44,22 +44,40 @@ def dashboard(store: StoreOpt = None, storage: StorageOpt = DEFAULT_STORAGE,
     serve(engine, host, port, token, address or os.environ.get("RAY_ADDRESS") or None)
 
 
-def report(name: Annotated[str, typer.Argument(help="The sweep's name.")],
+def report(name: Annotated[str, typer.Argument(help="The sweep's name, or its directory.")],
            output: Annotated[Path | None, typer.Option("-o", "--output", help="Where to write it (default "
                                                                               "<storage>/<name>/report.html).")]
            = None,
            store: StoreOpt = None, storage: StorageOpt = DEFAULT_STORAGE) -> None:
     """Write one sweep's page (leaderboard, learning curves, parallel coordinates, importance) as a self-contained
-    HTML file that opens offline."""
+    HTML file that opens offline: from the sweep store, or from the sweep's directory when the store lacks it."""
     from tuner import store as sweep_store
-    from tuner.cli.options import open_store
+    from tuner.sweep.records import sweep_from_dir
     from tuner.view import figures, report_html
 
-    engine = open_store(store, storage, sweep=name)
-    try:
-        sweep = sweep_store.sweep_detail(engine, name)
-    except sweep_store.UnknownSweep as e:
-        fail(f"{e} (pass --storage DIR or --store URL)", USAGE)
+    d = Path(name) if Path(name).is_dir() else storage / name
+    sweep = None
+    if not Path(name).is_dir():
+        try:
+            engine = sweep_store.open_store(store, storage, create=False)
+            try:
+                sweep = sweep_store.sweep_detail(engine, name)
+            finally:
+                engine.dispose()
+        except sweep_store.NoStore:
+            pass
+        except sweep_store.UnknownSweep:
+            pass
+        except sweep_store.StoreError as e:
+            fail(f"--store: {e}", USAGE)
+    if sweep is None:
+        if not (d / "summary.json").is_file():
+            fail(f"no sweep named {name!r} in the sweep store, and no summary.json in {d} (pass --storage DIR or "
+                 f"--store URL)", USAGE)
+        try:
+            sweep = sweep_from_dir(d)
+        except (ValueError, KeyError, TypeError) as e:
+            fail(f"{d}: not a tuner sweep directory ({type(e).__name__}: {e})", USAGE)
     path = output or Path(sweep["storage"]) / "report.html"
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

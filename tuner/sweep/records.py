@@ -102,3 +102,42 @@ def write_report(engine: Engine, name: str, sweep_dir: Path) -> Path | None:
     except Exception as e:
         logging.getLogger(__name__).warning("could not write %s for sweep %s: %s", REPORT, name, e)
         return None
+
+
+def sweep_from_dir(sweep_dir: Path) -> dict[str, Any]:
+    """A finished sweep as ``store.sweep_detail`` gives it, read from its directory alone (summary.json, the saved
+    spec, each trial's result.json): for a report of a sweep whose store is not at hand."""
+    from datetime import datetime, timezone
+
+    from tuner._util.objective import Objective
+    from tuner.sweep.summary import RAY_BOOKKEEPING, load_summary
+
+    summary = load_summary(sweep_dir)
+    try:
+        spec = json.loads((sweep_dir / SAVED_SPEC).read_text())["spec"]
+    except (OSError, ValueError, KeyError):
+        spec = {}
+    objective = Objective(summary["metric"], summary["mode"])
+    ranked = objective.ranked(summary["trials"], lambda t: t.get("value"), full=lambda t: t.get("state") == "completed")
+    trials = []
+    for rank, t in enumerate(ranked, 1):
+        rows = []
+        result_file = Path(t.get("path") or sweep_dir / f"trial_{t['trial_id']}") / "result.json"
+        if result_file.is_file():
+            for line in result_file.read_text().splitlines():
+                row = {k: v for k, v in json.loads(line).items() if k not in RAY_BOOKKEEPING}
+                stamp = row.get("timestamp")
+                row["created_at"] = datetime.fromtimestamp(stamp, timezone.utc) if stamp else None
+                rows.append(row)
+        last = t.get("last_result") or {}
+        trials.append({"rank": rank, "trial_id": t["trial_id"], "state": t.get("state"), "value": t.get("value"),
+                       "config": t.get("config") or {}, "iterations": t.get("iterations"), "tokens": last.get("tokens"),
+                       "seconds": last.get("time_total_s"), "checkpoint": t.get("checkpoint"), "error": t.get("error"),
+                       "results": rows, "exploits": []})
+    best = summary.get("best") or {}
+    compute = summary.get("compute") or {}
+    return {"name": summary["name"], "status": "interrupted" if summary.get("interrupted") else "finished",
+            "metric": summary["metric"], "mode": summary["mode"], "storage": str(sweep_dir), "trials": len(trials),
+            "running": 0, "best_trial_id": best.get("trial_id"), "best_value": best.get("value"),
+            "compute": {k: compute.get(k) for k in ("trial_seconds", "iterations", "tokens")}, "created_at": None,
+            "finished_at": None, "spec": spec, "leaderboard": trials}
