@@ -87,7 +87,7 @@ def test_the_dashboard_and_the_report_of_a_real_sweep(ray_local: Any, tiny_raw: 
         try:
             page = offline.new_page()
             requests: list[str] = []
-            page.on("request", lambda r: requests.append(r.url))
+            page.on("request", lambda r, seen=requests: seen.append(r.url))
             page.goto(report.as_uri())
             drawn(page)
             assert requests == [report.as_uri()]  # nothing fetched but the file itself
