@@ -92,9 +92,9 @@ def create_app(engine: Engine, token: str | None = None, jobs_address: str | Non
         sweep = _detail(engine, name)
         return {"html": sweep_fragment(sweep), "figures": figures_of(sweep)}
 
-    @app.get("/api/schedules", summary="Cron schedules with their newest run")
+    @app.get("/api/schedules", summary="Cron schedules, each with its 10 newest runs")
     def api_schedules() -> list[dict[str, Any]]:
-        return store.jsonable(store.list_schedules(engine))
+        return store.jsonable(_schedules(engine))
 
     @app.get("/api/jobs", summary="The sweeps submitted through tuner to the Ray head given with --address")
     def api_jobs() -> Any:
@@ -160,8 +160,12 @@ def _listing(engine: Engine, jobs_address: str | None) -> str:
             jobs = ray_jobs.list_jobs(jobs_address)
         except ray_jobs.RemoteError as e:
             jobs = str(e)
-    return sweeps_fragment(store.list_sweeps(engine), store.list_schedules(engine), jobs=jobs,
-                           jobs_address=jobs_address)
+    return sweeps_fragment(store.list_sweeps(engine), _schedules(engine), jobs=jobs, jobs_address=jobs_address)
+
+
+def _schedules(engine: Engine, runs: int = 10) -> list[dict[str, Any]]:
+    """The cron schedules, each with its ``runs`` newest runs."""
+    return [{**s, "runs": store.schedule_runs(engine, s["id"])[:runs]} for s in store.list_schedules(engine)]
 
 
 def _detail(engine: Engine, name: str) -> dict[str, Any]:

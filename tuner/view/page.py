@@ -106,6 +106,11 @@ def sweeps_fragment(sweeps: list[dict[str, Any]], schedules: list[dict[str, Any]
         rows = [[_cell(s["name"]), _cell(s["cron"]), _cell(s["spec_path"]), _cell(s["enabled"]),
                  _cell(s["last_fired"]), _cell(_run(s.get("last_run")))] for s in schedules]
         out += "<h2>Schedules</h2>" + _table(["schedule", "cron", "spec", "enabled", "last fired", "last run"], rows)
+        runs = [[_cell(s["name"]), _cell(r["due_at"]), _cell(r["status"]), _cell(r["sweep_name"]), _cell(r["job_id"]),
+                 f'<td class="err">{escape(_first_line(r.get("error")))}</td>']
+                for s in schedules for r in s.get("runs") or []]
+        if runs:
+            out += "<h2>Scheduled runs</h2>" + _table(["schedule", "due", "state", "sweep", "job", "error"], runs)
     if isinstance(jobs, str):
         out += f"<h2>Ray jobs on {escape(jobs_address or '')}</h2><p class='err'>{escape(jobs)}</p>"
     elif jobs is not None:

@@ -107,3 +107,16 @@ def test_a_store_that_cannot_be_opened_is_one_line_and_exit_1(url: str) -> None:
                          capture_output=True, text=True, timeout=60)
     assert cli.returncode == 1, cli.stderr
     assert len(cli.stderr.strip().splitlines()) == 1 and "Traceback" not in cli.stderr
+
+
+def test_schedules_with_their_runs(engine: Any) -> None:
+    from datetime import datetime, timezone
+
+    sched = store.add_schedule(engine, "nightly", spec_path="/jobs/q.yaml", cron="0 2 * * *", address=None,
+                               overrides=[], warm_start=3)
+    assert store.claim_run(engine, sched["id"], datetime(2026, 12, 6, 2, tzinfo=timezone.utc), "tuner-abc")
+    with Server(engine) as s:
+        [listed] = json.loads(s.get("/api/schedules")[2])
+        assert listed["name"] == "nightly" and [r["submission_id"] for r in listed["runs"]] == ["tuner-abc"]
+        page = s.get("/")[2]
+        assert "Scheduled runs" in page and "nightly" in page
