@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # What the tests need that is not a Python package, installed when absent (Debian): chromium for the dashboard's
-# browser test. `make test` runs this first, so a fresh machine (CI included) needs no other set-up step.
+# browser test, PostgreSQL for the store tests (they start a throwaway server as the postgres user). `make test` runs this first, so a fresh machine (CI included) needs no other set-up step.
 set -euo pipefail
 missing=()
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || missing+=(postgresql)
 if [ ${#missing[@]} -eq 0 ]; then
     exit 0
 fi

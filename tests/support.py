@@ -195,3 +195,53 @@ class DashboardServer:
                 return r.status, dict(r.headers), r.read().decode()
         except urllib.error.HTTPError as e:
             return e.code, dict(e.headers), e.read().decode()
+
+
+class ThrowawayPostgres:
+    """A PostgreSQL server of Debian's ``postgresql`` package in a temp dir, on a free loopback port, for the tests.
+    initdb refuses root, so the server runs as the ``postgres`` user (through ``runuser`` when the tests run as
+    root). Each ``database()`` is a fresh, empty database."""
+
+    def __init__(self) -> None:
+        import glob
+        import shutil
+        import tempfile
+
+        bins = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"))
+        assert bins, "PostgreSQL is missing: scripts/system-deps.sh (run by make test) installs Debian's postgresql"
+        self.bin = Path(bins[-1]).parent
+        self.root = Path(tempfile.mkdtemp(prefix="tuner-pg-"))
+        self.data, self.port, self.count = self.root / "data", free_port(), 0
+        self.as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        if self.as_postgres:
+            shutil.chown(self.root, "postgres", "postgres")
+
+    def _run(self, *cmd: str) -> None:
+        import subprocess
+
+        subprocess.run([*self.as_postgres, *cmd], check=True, capture_output=True, text=True, timeout=120)
+
+    def start(self) -> ThrowawayPostgres:
+        self._run(str(self.bin / "initdb"), "-D", str(self.data), "-A", "trust", "-U", "postgres", "--no-sync")
+        options = f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.root} -c fsync=off"
+        self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-l", str(self.root / "log"), "-o", options,
+                  "-w", "start")
+        return self
+
+    def database(self) -> str:
+        """A URL of a new empty database (psycopg 3)."""
+        import psycopg
+
+        self.count += 1
+        name = f"t{self.count}"
+        with psycopg.connect(f"host=127.0.0.1 port={self.port} user=postgres dbname=postgres",
+                             autocommit=True) as conn:
+            conn.execute(f"CREATE DATABASE {name}")
+        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{name}"
+
+    def stop(self) -> None:
+        import shutil
+
+        with contextlib.suppress(Exception):
+            self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "-w", "stop")
+        shutil.rmtree(self.root, ignore_errors=True)

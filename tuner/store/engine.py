@@ -20,13 +20,13 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase
 
 DB_FILE = "tuner.db"
 BUSY_TIMEOUT_MS = 30_000  # a reader holding SQLite's lock makes the writer wait, never fail
 # Database drivers whose pip name differs from the module SQLAlchemy imports.
-_DRIVERS = {"psycopg2": "psycopg2-binary", "MySQLdb": "mysqlclient", "psycopg": "psycopg[binary]"}
+_DRIVERS = {"psycopg2": "tuner[postgres]", "MySQLdb": "mysqlclient", "psycopg": "tuner[postgres]"}
 
 
 class StoreError(Exception):
@@ -80,6 +80,8 @@ def open_store(url: str | None, storage_dir: str | Path, *, create: bool = True)
         raise StoreError(f"store {raw!r} is not a database URL (e.g. sqlite:///path/tuner.db, "
                          f"postgresql://host/db)") from None
     sqlite = u.get_backend_name() == "sqlite"
+    if u.drivername == "postgresql" and _importable("psycopg") and not _importable("psycopg2"):
+        u = u.set(drivername="postgresql+psycopg")  # tuner[postgres] brings psycopg 3; SQLAlchemy's default is 2
     if sqlite and u.database and u.database != ":memory:":
         if not create and not Path(u.database).is_file():
             raise NoStore(f"no sweep store at {u.database}")
@@ -93,8 +95,20 @@ def open_store(url: str | None, storage_dir: str | Path, *, create: bool = True)
         raise StoreError(f"store {safe_url(u)}: SQLAlchemy knows no database {u.drivername!r}") from None
     if sqlite:
         event.listen(engine, "connect", _sqlite_pragmas)
-    Base.metadata.create_all(engine)
+    try:
+        Base.metadata.create_all(engine)
+    except SQLAlchemyError as e:  # unreachable, refused, no such database: one line, not a driver's traceback
+        engine.dispose()
+        reason = str(getattr(e, "orig", None) or e).strip().splitlines()
+        raise StoreError(f"store {safe_url(u)} cannot be opened: {reason[0] if reason else type(e).__name__}") \
+            from None
     return engine
+
+
+def _importable(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
 
 
 def safe_url(url: Any) -> str:

@@ -153,6 +153,36 @@ def test_one_fire_time_is_claimed_once():
     assert store.list_schedules(e)[0]["last_fired"] == utc(1, 2)
 
 
+def test_two_schedulers_claiming_the_same_fire_times_at_once_get_one_run_each(store_url, tmp_path):
+    """Two scheduler processes' worth of engines race for the same 30 fire times, released together by a barrier:
+    every fire time is claimed exactly once (the unique (schedule, due time) key decides, on SQLite and PostgreSQL)."""
+    import threading
+
+    setup = store.open_store(store_url, tmp_path)
+    sched = store.add_schedule(setup, "x", spec_path="/s.yaml", cron=CRON, address=ADDRESS, overrides=[],
+                               warm_start=3, created_at=CREATED)
+    engines = [store.open_store(store_url, tmp_path) for _ in range(2)]
+    due = [utc(1 + i // 24, i % 24) for i in range(30)]
+    won: list[list[datetime]] = [[], []]
+    barrier = threading.Barrier(2)
+
+    def claim(k: int) -> None:
+        for t in due:
+            barrier.wait(timeout=30)  # both ask for this fire time at the same moment
+            if store.claim_run(engines[k], sched["id"], t, f"run-{k}-{t:%d%H}"):
+                won[k].append(t)
+
+    threads = [threading.Thread(target=claim, args=(k,)) for k in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert sorted(won[0] + won[1]) == due  # each fire time once, none lost
+    assert len(store.schedule_runs(setup, sched["id"])) == 30
+    for e in (setup, *engines):
+        e.dispose()
+
+
 def test_missed_fire_times_coalesce_into_the_latest(db, spec_file, caplog):
     add(db, spec_file)
     cluster = FakeCluster()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import pickle
-import sqlite3
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -51,8 +50,8 @@ def test_unusable_stores_are_store_errors(tmp_path):
     assert not (tmp_path / "empty").exists()  # a reader creates nothing
 
 
-def test_round_trip(tmp_path):
-    engine = store.open_store(None, tmp_path)
+def test_round_trip(tmp_path, store_url):
+    engine = store.open_store(store_url, tmp_path)
     sid = _sweep(engine)
     store.record_trial(engine, sid, "a", config={"train.lr": np.float64(1e-3)}, status="running")
     assert store.record_result(engine, sid, "a", _row(1, 3.0))
@@ -86,8 +85,8 @@ def test_round_trip(tmp_path):
         store.record_trial(engine, sid, "a", status="done")
 
 
-def test_one_row_per_trial_and_iteration(tmp_path):
-    engine = store.open_store(None, tmp_path)
+def test_one_row_per_trial_and_iteration(tmp_path, store_url):
+    engine = store.open_store(store_url, tmp_path)
     sid = _sweep(engine)
     store.record_result(engine, sid, "a", _row(1, 3.0))
     store.record_result(engine, sid, "a", _row(2, 2.0))
@@ -101,10 +100,10 @@ def test_one_row_per_trial_and_iteration(tmp_path):
             s.commit()
 
 
-def test_a_pbt_exploit_keeps_the_rows_it_repeats(tmp_path):
+def test_a_pbt_exploit_keeps_the_rows_it_repeats(tmp_path, store_url):
     """An exploited trial restarts from its donor's iteration count with a new config: its new rows are added, not
     written over the ones it reported before; a replay under the same config still replaces its row."""
-    engine = store.open_store(None, tmp_path)
+    engine = store.open_store(store_url, tmp_path)
     sid = _sweep(engine)
     store.record_trial(engine, sid, "a", config={"train.lr": 1e-3}, status="running")
     for i, loss in ((1, 3.0), (2, 2.5), (3, 2.4)):
@@ -119,26 +118,29 @@ def test_a_pbt_exploit_keeps_the_rows_it_repeats(tmp_path):
                                                                         (3, 2.1)]
 
 
-def test_each_result_is_committed_as_it_arrives(tmp_path):
-    writer = store.open_store(None, tmp_path)
+def test_each_result_is_committed_as_it_arrives(tmp_path, store_url):
+    from sqlalchemy import create_engine, text
+
+    writer = store.open_store(store_url, tmp_path)
     sid = _sweep(writer)
-    reader = sqlite3.connect(tmp_path / "tuner.db")  # another connection, as `tuner sweeps show` during a sweep
+    reader = create_engine(store_url).connect()  # another connection, as `tuner sweeps show` during a sweep
 
     def rows() -> int:
-        return reader.execute("SELECT count(*) FROM results").fetchone()[0]
+        reader.rollback()  # a fresh snapshot each time
+        return reader.execute(text("SELECT count(*) FROM results")).scalar_one()
 
     for i in range(1, 4):
         store.record_result(writer, sid, "a", _row(i, 1.0 / i))
         assert rows() == i  # while the writer's engine stays open
-    other = store.open_store(None, tmp_path)
+    other = store.open_store(store_url, tmp_path)
     assert store.sweep_leaderboard(other, "s")["leaderboard"][0]["iterations"] == 3
     assert store.list_sweeps(other)[0]["status"] == "running"
     reader.close()
 
 
 @pytest.mark.parametrize("mode", ["min", "max"])
-def test_leaderboard_ranks_by_mode(tmp_path, mode):
-    engine = store.open_store(None, tmp_path)
+def test_leaderboard_ranks_by_mode(tmp_path, mode, store_url):
+    engine = store.open_store(store_url, tmp_path)
     sid = _sweep(engine, mode=mode)
     for trial, value in [("a", 3.0), ("b", 1.0), ("c", 2.0)]:
         store.record_result(engine, sid, trial, _row(1, value))
@@ -156,8 +158,8 @@ def test_leaderboard_ranks_by_mode(tmp_path, mode):
     assert store.sweep_leaderboard(engine, "s")["leaderboard"][0]["value"] == best
 
 
-def test_sweeps_list_newest_first_and_replace(tmp_path):
-    engine = store.open_store(None, tmp_path)
+def test_sweeps_list_newest_first_and_replace(tmp_path, store_url):
+    engine = store.open_store(store_url, tmp_path)
     old = _sweep(engine, "old")
     store.record_result(engine, old, "a", _row(1, 1.0))
     _sweep(engine, "new", mode="max")
@@ -171,8 +173,8 @@ def test_sweeps_list_newest_first_and_replace(tmp_path):
         assert c.exec_driver_sql("SELECT count(*) FROM results").scalar() == 0
 
 
-def test_schedules_table(tmp_path):
-    engine = store.open_store(None, tmp_path)
+def test_schedules_table(tmp_path, store_url):
+    engine = store.open_store(store_url, tmp_path)
     with Session(engine) as s:
         s.add(store.Schedule(name="nightly", spec_path="jobs/quickstart.yaml", cron="0 3 * * *",
                              overrides=["train.max_steps=100"]))
@@ -194,10 +196,10 @@ def _trial(trial_id: str, lr: float, **kw: Any) -> SimpleNamespace:
                            last_result={}, get_error=lambda: "Traceback...\n\nValueError: loss is not finite\n", **kw)
 
 
-def test_store_callback_records_a_trial(tmp_path):
+def test_store_callback_records_a_trial(tmp_path, store_url):
     from tuner.sweep.callbacks.store import StoreCallback
 
-    engine = store.open_store(None, tmp_path)
+    engine = store.open_store(store_url, tmp_path)
     sid = _sweep(engine)
     cb = StoreCallback(engine, sid, ["train.lr"], nested=True, time_attr="tokens", max_t=200)
     a, b = _trial("a", 1e-3), _trial("b", 1e-2)
@@ -298,3 +300,18 @@ def test_sweeps_commands(tmp_path):
     assert r.exit_code == 2 and "no sweep named 'demo'" in r.output and "no sweep store" in r.output
     r = runner.invoke(app, ["sweeps", "list", "--store", "nosuchdb://h/db"])
     assert r.exit_code == 2 and "knows no database" in r.output
+
+
+def test_a_plain_postgresql_url_uses_psycopg_3(postgres):
+    url = postgres.database().replace("postgresql+psycopg://", "postgresql://")
+    engine = store.open_store(url, ".")
+    assert engine.url.drivername == "postgresql+psycopg" and store.list_sweeps(engine) == []
+    engine.dispose()
+
+
+def test_an_unreachable_server_is_a_one_line_store_error(postgres):
+    from support import free_port
+
+    with pytest.raises(store.StoreError, match=r"cannot be opened: connection failed") as e:
+        store.open_store(f"postgresql://postgres@127.0.0.1:{free_port()}/none", ".")
+    assert "\n" not in str(e.value)
