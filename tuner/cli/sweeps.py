@@ -103,14 +103,24 @@ def resume(name: Annotated[str, typer.Argument(help="The sweep's name (or its di
            storage: StorageOpt = DEFAULT_STORAGE,
            address: RayAddressOpt = None,
            verbose: VerboseOpt = False,
-           store: StoreOpt = None) -> None:
-    """Finish a sweep whose driver died: unfinished trials continue from their checkpoints, finished ones stay."""
+           store: StoreOpt = None,
+           retry_errored: Annotated[bool, typer.Option("--retry-errored", help="Run errored trials again from their "
+                                                       "last checkpoint.")] = False,
+           restart_errored: Annotated[bool, typer.Option("--restart-errored", help="Run errored trials again from "
+                                                         "scratch.")] = False) -> None:
+    """Finish a sweep whose driver died: unfinished trials continue from their checkpoints, finished ones stay
+    (errored ones too, unless --retry-errored or --restart-errored)."""
     from tuner.cli.render import print_summary
     from tuner.sweep.driver import resume_sweep
 
+    if retry_errored and restart_errored:
+        err.print("[bold red]--retry-errored and --restart-errored exclude each other[/bold red]")
+        raise typer.Exit(USAGE)
+    errored = "retry" if retry_errored else "restart" if restart_errored else None
     d = Path(name) if Path(name).is_dir() else storage / name
-    err.print(f"resuming {d}", highlight=False)
-    result = _drive(lambda: resume_sweep(d, address=address, verbose=verbose, store=store), f"resuming {name}")
+    err.print(f"resuming {d}" + (f" ({errored} errored trials)" if errored else ""), highlight=False)
+    result = _drive(lambda: resume_sweep(d, address=address, verbose=verbose, store=store, errored=errored),
+                    f"resuming {name}")
     print_summary(result.summary, out)
     if result.summary.get("interrupted"):
         raise typer.Exit(130)

@@ -33,6 +33,7 @@ from tuner.store.sweeps import (
     Sweep,
     Trial,
     UnknownSweep,
+    drop_errored_trials,
     find_sweep,
     finish_sweep,
     list_sweeps,
@@ -49,8 +50,8 @@ from tuner.store.sweeps import (
 __all__ = [
     "BUSY_TIMEOUT_MS", "DB_FILE", "Exploit", "RUN_STATES", "SWEEP_STATES", "TRIAL_STATES", "NoStore", "Result",
     "Schedule", "ScheduleExists", "ScheduleRun", "StoreError", "Sweep", "Trial", "UnknownSchedule", "UnknownSweep",
-    "add_schedule", "claim_run", "find_sweep", "finish_sweep", "jsonable", "list_schedules", "list_sweeps",
-    "open_store", "record_exploit", "record_result", "record_trial", "remove_schedule", "reopen_sweep", "safe_url",
-    "schedule_runs", "start_sweep", "store_url", "sweep_detail", "sweep_leaderboard", "trial_results", "update_run",
-    "upgrade_schedules",
+    "add_schedule", "claim_run", "drop_errored_trials", "find_sweep", "finish_sweep", "jsonable", "list_schedules",
+    "list_sweeps", "open_store", "record_exploit", "record_result", "record_trial", "remove_schedule", "reopen_sweep",
+    "safe_url", "schedule_runs", "start_sweep", "store_url", "sweep_detail", "sweep_leaderboard", "trial_results",
+    "update_run", "upgrade_schedules",
 ]

@@ -247,6 +247,20 @@ def reopen_sweep(engine: Engine, name: str) -> int:
         return sweep.id
 
 
+def drop_errored_trials(engine: Engine, name: str) -> int:
+    """Delete the sweep's errored trials with their results (Tune restarts them from scratch under new ids); how
+    many."""
+    with Session(engine) as s:
+        sweep = s.scalar(select(Sweep).where(Sweep.name == name))
+        if sweep is None:
+            raise UnknownSweep(name)
+        errored = s.scalars(select(Trial).where(Trial.sweep_id == sweep.id, Trial.status == "error")).all()
+        for trial in errored:
+            s.delete(trial)
+        s.commit()
+        return len(errored)
+
+
 # ---- reading --------------------------------------------------------------------------------------------------
 
 

@@ -88,8 +88,14 @@ def run_sweep(spec: Spec, *, address: str | None = None, overwrite: bool = False
     return _drive(_Start(spec, spec, engine, record, tuner, _finish), address, verbose, console)
 
 
+ERRORED = ("retry", "restart")  # errored trials on resume: again from their last checkpoint, or from scratch
+
+
 def resume_sweep(sweep_dir: str | Path, *, address: str | None = None, verbose: bool = False,
-                 store: str | None = None) -> SweepResult:
+                 store: str | None = None, errored: str | None = None) -> SweepResult:
+    """Finish a sweep from its directory; ``errored`` ("retry" or "restart") runs its errored trials again too."""
+    if errored not in (None, *ERRORED):
+        raise ValueError(f"errored={errored!r}: expected one of {ERRORED}")
     d = Path(sweep_dir).expanduser().resolve()
     if not records.is_sweep_dir(d) or not (d / "tuner.pkl").is_file():
         raise SpecError([("name", f"{d} holds no sweep to resume")])
@@ -99,10 +105,12 @@ def resume_sweep(sweep_dir: str | Path, *, address: str | None = None, verbose: 
     engine = open_store(store, d.parent)
 
     def tuner(runs: Spec, f: Fidelity, trainable: Any, data_dir: Path | None, callbacks: list[Any]) -> Any:
-        return restore_tuner(runs, f, trainable, data_dir)
+        return restore_tuner(runs, f, trainable, data_dir, errored=errored)
 
-    return _drive(_Start(spec, spec, engine, lambda: records.reopen_in_store(engine, spec.name), tuner, _finish,
-                         watch=False), address, verbose, None)
+    def record() -> int | None:
+        return records.reopen_in_store(engine, spec.name, drop_errored=errored == "restart")
+
+    return _drive(_Start(spec, spec, engine, record, tuner, _finish, watch=False), address, verbose, None)
 
 
 def extend_sweep(sweep_dir: str | Path, trials: int, *, address: str | None = None, verbose: bool = False,

@@ -67,9 +67,14 @@ def open_sweep_store(spec: Spec, url: str | None, overwrite: bool) -> tuple[Engi
                               f"or --set name=<another>")])
 
 
-def reopen_in_store(engine: Engine, name: str) -> int | None:
-    """Mark a known sweep running again (resume, extend); its id, or None if this store never knew it."""
-    return store.reopen_sweep(engine, name) if store.find_sweep(engine, name) is not None else None
+def reopen_in_store(engine: Engine, name: str, *, drop_errored: bool = False) -> int | None:
+    """Mark a known sweep running again (resume, extend); its id, or None if this store never knew it. With
+    ``drop_errored`` its errored trials go: Tune restarts them from scratch as new trials."""
+    if store.find_sweep(engine, name) is None:
+        return None
+    if drop_errored:
+        store.drop_errored_trials(engine, name)
+    return store.reopen_sweep(engine, name)
 
 
 def end_in_store(engine: Engine, sweep_id: int | None, status: str | None = None,

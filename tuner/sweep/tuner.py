@@ -141,15 +141,17 @@ def build_tuner(spec: Spec, f: Fidelity, trainable: Any, data_dir: Path | None, 
     )
 
 
-def restore_tuner(spec: Spec, f: Fidelity, trainable: Any, data_dir: Path | None) -> Any:
+def restore_tuner(spec: Spec, f: Fidelity, trainable: Any, data_dir: Path | None, *,
+                  errored: str | None = None) -> Any:
     """The Tuner of a sweep whose driver died, restored from its directory: running trials continue from their
-    checkpoints, finished and errored ones are not run again."""
+    checkpoints, finished ones are not run again; errored ones neither, unless ``errored`` is "retry" (again from
+    their last checkpoint) or "restart" (from scratch)."""
     _tune_settings(spec)
     from ray import tune
 
     return tune.Tuner.restore(str(spec.sweep_dir), trainable=with_trial_resources(trainable, spec),
-                              resume_unfinished=True, resume_errored=False, restart_errored=False,
-                              param_space=param_space(spec, f, data_dir))
+                              resume_unfinished=True, resume_errored=errored == "retry",
+                              restart_errored=errored == "restart", param_space=param_space(spec, f, data_dir))
 
 
 def _tune_settings(spec: Spec) -> None:
