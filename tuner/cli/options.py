@@ -69,11 +69,10 @@ def load_spec(path: Path, overrides: list[str] | None) -> Spec:
         fail_spec(e)
 
 
-def open_store(url: str | None, storage: Path, *, create: bool = False, sweep: str | None = None,
-               schedules: bool = False) -> Any:
+def open_store(url: str | None, storage: Path, *, create: bool = False, sweep: str | None = None) -> Any:
     """The sweep store's engine; exit 2 if it cannot be opened or, without ``create``, does not exist (``sweep``
-    names the sweep a reader looked for). ``schedules``: bring the schedule tables of an older store up to date."""
-    from tuner.store import NoStore, StoreError, upgrade_schedules
+    names the sweep a reader looked for). Opening brings an older store's schema up to date (store.migrate)."""
+    from tuner.store import NoStore, StoreError
     from tuner.store import open_store as open_engine
 
     try:
@@ -84,6 +83,4 @@ def open_store(url: str | None, storage: Path, *, create: bool = False, sweep: s
         raise typer.Exit(USAGE) from None
     except StoreError as e:
         fail(f"--store: {e}", USAGE)
-    if schedules:
-        upgrade_schedules(engine)
     return engine

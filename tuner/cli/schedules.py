@@ -57,7 +57,7 @@ def schedule_add(spec: Annotated[Path, typer.Argument(help="The sweep spec (YAML
         fail_spec(e)
     except scheduling.ScheduleError as e:
         fail(str(e), USAGE)
-    engine = open_store(store, storage, create=True, schedules=True)
+    engine = open_store(store, storage, create=True)
     try:
         s = scheduling.save(engine, fields, warm_start)
     except ScheduleExists as e:
@@ -78,7 +78,7 @@ def schedule_list(storage: StorageOpt = DEFAULT_STORAGE, store: StoreOpt = None,
     from tuner.service import cron as scheduling  # SQLAlchemy and croniter: only for these commands
     from tuner.store import list_schedules, safe_url
 
-    engine = open_store(store, storage, schedules=True)
+    engine = open_store(store, storage)
     try:
         rows = list_schedules(engine)
     finally:
@@ -111,7 +111,7 @@ def schedule_remove(name: Annotated[str, typer.Argument(help="The schedule's nam
     """Stop scheduling a sweep (its past runs' sweeps stay in the store)."""
     from tuner.store import UnknownSchedule, remove_schedule
 
-    engine = open_store(store, storage, schedules=True)
+    engine = open_store(store, storage)
     try:
         remove_schedule(engine, name)
     except UnknownSchedule as e:
@@ -158,7 +158,7 @@ def scheduler(storage: StorageOpt = DEFAULT_STORAGE, store: StoreOpt = None,
     from tuner.service import cron as scheduling  # SQLAlchemy and croniter: only for these commands
     from tuner.store import list_schedules, safe_url
 
-    engine = open_store(store, storage, schedules=True)
+    engine = open_store(store, storage)
     _log_to_stderr()
     sched = scheduling.CronScheduler(engine)
     try:

@@ -136,7 +136,6 @@ def check(spec_path: str | Path, cron: str, *, address: str | None, overrides: l
 
 def save(engine: Engine, fields: dict[str, Any], warm_start: int = DEFAULT_WARM_START) -> dict[str, Any]:
     """Store a checked schedule (as in store.list_schedules); store.ScheduleExists if its name is taken."""
-    store.upgrade_schedules(engine)
     return store.add_schedule(engine, fields["name"], spec_path=fields["spec_path"], cron=fields["cron"],
                               address=fields["address"], overrides=fields["overrides"], warm_start=warm_start,
                               created_at=fields["created_at"])
@@ -212,7 +211,6 @@ class CronScheduler:
         self.submit: Submit = submit or jobs.submit
         # The runs' drivers record into this store: the next run of a schedule finds its predecessor's results here.
         self.store_url = store_url or engine.url.render_as_string(hide_password=False)
-        store.upgrade_schedules(engine)
 
     def tick(self) -> list[Fired]:
         """One pass: claim what is due, submit what is claimed; every submission attempt made."""

@@ -7,6 +7,7 @@ from tuner.store.engine import (
     NoStore,
     StoreError,
     jsonable,
+    migrate,
     open_store,
     safe_url,
     store_url,
@@ -23,7 +24,6 @@ from tuner.store.schedules import (
     remove_schedule,
     schedule_runs,
     update_run,
-    upgrade_schedules,
 )
 from tuner.store.sweeps import (
     SWEEP_STATES,
@@ -51,7 +51,7 @@ __all__ = [
     "BUSY_TIMEOUT_MS", "DB_FILE", "Exploit", "RUN_STATES", "SWEEP_STATES", "TRIAL_STATES", "NoStore", "Result",
     "Schedule", "ScheduleExists", "ScheduleRun", "StoreError", "Sweep", "Trial", "UnknownSchedule", "UnknownSweep",
     "add_schedule", "claim_run", "drop_errored_trials", "find_sweep", "finish_sweep", "jsonable", "list_schedules",
-    "list_sweeps", "open_store", "record_exploit", "record_result", "record_trial", "remove_schedule", "reopen_sweep",
-    "safe_url", "schedule_runs", "start_sweep", "store_url", "sweep_detail", "sweep_leaderboard", "trial_results",
-    "update_run", "upgrade_schedules",
+    "list_sweeps", "migrate", "open_store", "record_exploit", "record_result", "record_trial", "remove_schedule",
+    "reopen_sweep", "safe_url", "schedule_runs", "start_sweep", "store_url", "sweep_detail", "sweep_leaderboard",
+    "trial_results", "update_run",
 ]

@@ -70,7 +70,7 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
-def open_store(url: str | None, storage_dir: str | Path, *, create: bool = True) -> Engine:
+def open_store(url: str | None, storage_dir: str | Path, *, create: bool = True, upgrade: bool = True) -> Engine:
     """An engine on the store (tables created if missing). StoreError if the URL or its driver is unusable, or, without
     ``create``, if the store is a SQLite file that does not exist (readers create nothing)."""
     raw = store_url(url, storage_dir)
@@ -96,13 +96,57 @@ def open_store(url: str | None, storage_dir: str | Path, *, create: bool = True)
     if sqlite:
         event.listen(engine, "connect", _sqlite_pragmas)
     try:
-        Base.metadata.create_all(engine)
+        if upgrade:
+            migrate(engine)
+        else:
+            with engine.connect():
+                pass  # reachable, at least
     except SQLAlchemyError as e:  # unreachable, refused, no such database: one line, not a driver's traceback
         engine.dispose()
         reason = str(getattr(e, "orig", None) or e).strip().splitlines()
         raise StoreError(f"store {safe_url(u)} cannot be opened: {reason[0] if reason else type(e).__name__}") \
             from None
     return engine
+
+
+BASELINE = ("sweeps", "trials", "results", "schedules", "schedule_runs")  # the tables before migrations (0001)
+
+
+def _alembic(connection: Any) -> Any:
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(Path(__file__).with_name("migrations")))
+    cfg.attributes["connection"] = connection
+    return cfg
+
+
+def migrate(engine: Engine) -> tuple[str | None, str]:
+    """Bring the store's schema to this tuner's (alembic migrations in ``tuner/store/migrations``): a new store gets
+    every table at the newest revision; a store from before migrations is stamped at the baseline first. Returns
+    (the revision it was at, the one it is at now). Cheap when nothing is to do: one read of its revision."""
+    from alembic import command
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+    from sqlalchemy import inspect
+
+    with engine.begin() as conn:
+        cfg = _alembic(conn)
+        head = ScriptDirectory.from_config(cfg).get_current_head()
+        assert head is not None
+        was = MigrationContext.configure(conn).get_current_revision()
+        if was == head:
+            return was, head
+        tables = set(inspect(conn).get_table_names())
+        if was is None and not tables & set(BASELINE):  # a new store: today's schema, stamped as such
+            Base.metadata.create_all(conn)
+            command.stamp(cfg, "head")
+            return None, head
+        if was is None:  # made before migrations: whatever baseline tables it lacks, then the baseline's stamp
+            Base.metadata.create_all(conn, tables=[Base.metadata.tables[t] for t in BASELINE])
+            command.stamp(cfg, "0001")
+        command.upgrade(cfg, "head")
+        return was, head
 
 
 def _importable(module: str) -> bool:

@@ -66,21 +66,6 @@ class UnknownSchedule(StoreError, KeyError):
         return f"no schedule named {self.name!r} in the store"
 
 
-def upgrade_schedules(engine: Engine) -> None:
-    """Add the schedule columns that a store made by an earlier tuner lacks (create_all adds tables, not columns)."""
-    from sqlalchemy import inspect
-    from sqlalchemy.exc import DBAPIError
-
-    if "warm_start" in {c["name"] for c in inspect(engine).get_columns("schedules")}:
-        return
-    try:
-        with engine.begin() as c:
-            c.exec_driver_sql("ALTER TABLE schedules ADD COLUMN warm_start INTEGER DEFAULT 3")
-    except DBAPIError:
-        if "warm_start" not in {c["name"] for c in inspect(engine).get_columns("schedules")}:
-            raise  # not another process adding it at the same moment
-
-
 def _in_utc(t: datetime) -> datetime:
     # SQLite keeps no offset: every stored time is UTC, so one due time always maps to one row.
     return t.astimezone(timezone.utc) if t.tzinfo else t.replace(tzinfo=timezone.utc)

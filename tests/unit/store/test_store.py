@@ -34,7 +34,7 @@ def test_default_store_is_wal_sqlite_under_storage(tmp_path):
         assert c.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert c.exec_driver_sql("PRAGMA busy_timeout").scalar() == store.BUSY_TIMEOUT_MS
         tables = {r[0] for r in c.exec_driver_sql("SELECT name FROM sqlite_master WHERE type='table'")}
-    assert tables == {"sweeps", "trials", "results", "exploits", "schedules", "schedule_runs"}
+    assert tables == {"sweeps", "trials", "results", "exploits", "schedules", "schedule_runs", "alembic_version"}
     assert store.store_url("my.db", tmp_path) == f"sqlite:///{Path('my.db').resolve()}"
     assert store.store_url("postgresql://u:pw@h/db", tmp_path) == "postgresql://u:pw@h/db"
     assert store.safe_url("postgresql://u:pw@h/db") == "postgresql://u:***@h/db"
@@ -315,3 +315,25 @@ def test_an_unreachable_server_is_a_one_line_store_error(postgres):
     with pytest.raises(store.StoreError, match=r"cannot be opened: connection failed") as e:
         store.open_store(f"postgresql://postgres@127.0.0.1:{free_port()}/none", ".")
     assert "\n" not in str(e.value)
+
+
+def test_a_store_from_before_migrations_is_brought_up_to_date(store_url, tmp_path):
+    """The tables as tuner made them before migrations (schedules without warm_start, no exploits): opening the
+    store stamps its baseline and applies the migrations; a second open does nothing."""
+    from sqlalchemy import create_engine, inspect, text
+
+    old = create_engine(store_url)
+    with old.begin() as c:
+        c.execute(text("CREATE TABLE schedules (id INTEGER PRIMARY KEY, name VARCHAR(255) UNIQUE, spec_path TEXT, "
+                       "cron VARCHAR(255), address TEXT, overrides JSON, last_fired TIMESTAMP, enabled BOOLEAN, "
+                       "created_at TIMESTAMP)"))
+        c.execute(text("INSERT INTO schedules (id, name, spec_path, cron, overrides, enabled) "
+                       "VALUES (1, 'n', '/s.yaml', '0 2 * * *', '[]', TRUE)"))
+    old.dispose()
+    engine = store.open_store(store_url, tmp_path, upgrade=False)
+    assert store.migrate(engine) == (None, "0003")
+    assert store.migrate(engine) == ("0003", "0003")
+    assert "warm_start" in {c["name"] for c in inspect(engine).get_columns("schedules")}
+    assert {"sweeps", "trials", "results", "exploits", "schedule_runs"} <= set(inspect(engine).get_table_names())
+    assert store.list_schedules(engine)[0]["warm_start"] == 3
+    engine.dispose()

@@ -1,0 +1,1 @@
+"""The sweep store's schema migrations (alembic): ``tuner.store.engine.migrate`` applies them."""
