@@ -20,8 +20,9 @@ from tuner.service.dashboard import Unsafe, check_exposure
 
 
 @pytest.fixture
-def engine(tmp_path: Path) -> Iterator[Any]:
-    e = store.open_store(None, tmp_path)
+def engine(store_url: str, tmp_path: Path) -> Iterator[Any]:
+    """The store on SQLite and on a throwaway PostgreSQL: the dashboard reads either."""
+    e = store.open_store(store_url, tmp_path)
     yield e
     e.dispose()
 
