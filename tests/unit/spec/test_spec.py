@@ -57,6 +57,8 @@ MALFORMED = [
     ("a boolean for an integer", {"train": {"seed": True}}, "train.seed"),
     ("a string for an integer", {"train": {"batch_size": "16"}}, "train.batch_size"),
     ("remote storage", {"storage": "s3://bucket/sweeps"}, "storage"),
+    ("storage that is a file", {"storage": __file__}, "storage"),
+    ("storage under a file", {"storage": f"{__file__}/sweeps"}, "storage"),
     ("the budget is fixed per sweep", {"search": {"space": {"train.max_steps": {"choice": [10, 20]}}}},
      "search.space.train.max_steps"),
     ("quantized bounds off the grid", {"search": {"space": {"model.dropout": {"quniform": [0.05, 0.2, 0.1]}}}},

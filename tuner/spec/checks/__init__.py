@@ -25,6 +25,8 @@ def cross_checks(spec: Spec, raw: dict[str, Any]) -> list[Problem]:
     out: list[Problem] = []
     if "://" in spec.storage:
         out.append(("storage", "remote storage URIs are not supported yet; use a local or shared (NFS) path"))
+    else:
+        out += _check_storage_path(spec)
     if spec.is_custom:
         out += [(k, "not used with trainable (a custom objective replaces model/data/train)")
                 for k in ("model", "data", "train") if k in raw]
@@ -45,3 +47,14 @@ def cross_checks(spec: Spec, raw: dict[str, Any]) -> list[Problem]:
         out.append(("budget.gpu_hours", "the trials use no GPU (resources.gpus_per_worker is 0): this limit would "
                                         "never be reached; use budget.cpu_hours or budget.wall_clock"))
     return out
+
+
+def _check_storage_path(spec: Spec) -> list[Problem]:
+    """A storage path that names a file (or runs through one) can hold no sweep: say so now, not at run time."""
+    from pathlib import Path
+
+    path = Path(spec.storage).expanduser()
+    for p in (path, *path.parents):
+        if p.exists():
+            return [] if p.is_dir() else [("storage", f"{spec.storage!r}: {p} is a file, not a directory")]
+    return []
