@@ -99,6 +99,10 @@ def disturbed(tmp_path_factory, corpus) -> Disturbed:
             on_killed = {trial: rows[trial][-1]["step"]}
             finished_before = {t for t, r in rows.items() if r and r[-1]["step"] == MAX_STEPS}
             os.kill(local_cluster.raylet_pid(node), signal.SIGKILL)  # as a lost machine would
+            # The trial stays frozen until Ray declares the node dead (its health checks take seconds): thawed
+            # earlier, it could train to the end on the lost node before anyone noticed (seen once in a fresh run).
+            wait_until(lambda: any(n["node_id"] == killed and n["state"] == "DEAD" for n in _nodes(cluster.dashboard)),
+                       "the lost node declared dead", timeout=120, every=0.5)
         output, _ = proc.communicate(timeout=400)
         wall = time.monotonic() - started
         assert proc.returncode == 0, output[-3000:]
