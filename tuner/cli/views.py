@@ -64,10 +64,8 @@ def report(name: Annotated[str, typer.Argument(help="The sweep's name, or its di
                 sweep = sweep_store.sweep_detail(engine, name)
             finally:
                 engine.dispose()
-        except sweep_store.NoStore:
-            pass
-        except sweep_store.UnknownSweep:
-            pass
+        except (sweep_store.NoStore, sweep_store.UnknownSweep):
+            pass  # the sweep's directory may still hold it
         except sweep_store.StoreError as e:
             fail(f"--store: {e}", USAGE)
     if sweep is None:

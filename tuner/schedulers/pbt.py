@@ -20,6 +20,8 @@ from ray.train._internal.session import _FutureTrainingResult
 from ray.tune.schedulers import PopulationBasedTraining, TrialScheduler
 from ray.tune.schedulers.pb2 import PB2
 
+from tuner._util import tree
+
 
 def _has_checkpoint(trial: Any, state: Any) -> bool:
     # The result being scored carries its checkpoint, registered with the trial only after the scheduler has run.
@@ -74,7 +76,7 @@ class _Guarded:
         self.exploits.append({
             "trial": trial.trial_id, "donor": trial_to_clone.trial_id,
             "at": {"training_iteration": last.get("training_iteration"), self._time_attr: last.get(self._time_attr)},
-            "config": {key: _lookup(trial.config, key) for key in _leaf_keys(mutated)}})
+            "config": {key: _lookup(trial.config, key) for key in tree.flatten(mutated, sep=".")}})
 
     def _quantiles(self) -> tuple[list, list]:
         return _checkpointed(super()._quantiles(), self._trial_state)  # type: ignore[misc, attr-defined]
@@ -102,21 +104,8 @@ class CheckpointedPB2(_Guarded, PB2):
         self._yield_to_waiting = yield_to_waiting
 
 
-def _leaf_keys(mutations: dict[str, Any], prefix: str = "") -> list[str]:
-    """The dotted keys of PBT's (nested) mutation spec."""
-    out = []
-    for k, v in mutations.items():
-        if isinstance(v, dict) and v and not any(isinstance(x, (int, float)) for x in v.values()):
-            out.extend(_leaf_keys(v, f"{prefix}{k}."))
-        else:
-            out.append(f"{prefix}{k}")
-    return out
-
-
 def _lookup(config: dict[str, Any], dotted: str) -> Any:
-    node: Any = config
-    for part in dotted.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return config.get(dotted)  # a flat config keyed by dotted names (custom trainables)
-        node = node[part]
-    return node
+    try:
+        return tree.get_path(config, dotted)
+    except (KeyError, TypeError):
+        return config.get(dotted)  # a flat config keyed by dotted names (custom trainables)
