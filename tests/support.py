@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 from tuner.service.local_cluster import alive
 
 VENV_BIN = Path(sys.executable).parent
-__all__ = ["alive", "cli_env", "freeze", "frozen", "result_rows", "rows_by_trial", "saved_trial_states",
+__all__ = ["Lockstep", "alive", "cli_env", "freeze", "frozen", "result_rows", "rows_by_trial", "saved_trial_states",
            "stored_rows", "thaw", "wait_until"]
 T = TypeVar("T")
 
@@ -75,6 +75,44 @@ def frozen(pids: Iterable[int] = ()) -> Iterator[list[int]]:
         yield held
     finally:
         thaw(held)
+
+
+class Lockstep:
+    """Keeps ``trials`` running trials within ``lead`` steps of each other: the processes of the trial furthest ahead
+    are stopped (SIGSTOP) while it leads the one furthest behind by ``lead`` or more, and let go when that one catches
+    up. ``progress()`` gives each trial's step (by any key), ``pids(key)`` its processes. A trial at ``end`` is done and
+    never held (its idle actor may be reused for another trial)."""
+
+    def __init__(self, progress: Callable[[], dict[str, int]], pids: Callable[[str], list[int]], *, lead: int,
+                 trials: int, end: int):
+        self.progress, self.pids, self.lead, self.trials, self.end = progress, pids, lead, trials, end
+        self.done = threading.Event()
+        self.held: list[int] = []
+        self.holds = 0
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self.done.is_set():
+            steps = sorted((step, key) for key, step in self.progress().items())
+            behind = steps[0][0] if len(steps) == self.trials else 0
+            ahead = steps[-1] if steps else None
+            if ahead is not None and ahead[0] < self.end and ahead[0] - behind >= self.lead:
+                if not self.held:
+                    self.held = freeze(self.pids(ahead[1]))
+                    self.holds += bool(self.held)
+            elif self.held:
+                thaw(self.held)
+                self.held = []
+            time.sleep(0.05)
+        thaw(self.held)
+
+    def __enter__(self) -> Lockstep:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.done.set()
+        self.thread.join()
 
 
 def result_rows(trial_dir: Path) -> list[dict[str, Any]]:

@@ -7,6 +7,7 @@ import json
 import math
 
 import pytest
+from support import Lockstep, stored_rows
 
 from tuner import store
 from tuner.spec import validate
@@ -90,13 +91,28 @@ def test_every_scheduler_runs_a_real_sweep(ray_local, tmp_path, storage, schedul
 
 
 def llm_population_sweep(tiny_raw, scheduler: str) -> tuple[dict, list[list]]:
-    raw = tiny_raw(train={"max_steps": 40, "eval_every": 5, "warmup_steps": 0, "min_lr_ratio": 1.0},
-                   search={"scheduler": scheduler, "algorithm": "random", "num_trials": 4, "max_concurrent": 4,
-                           "space": {"train.lr": {"loguniform": [1.0e-4, 3.0e-2]},
-                                     "train.weight_decay": {"uniform": [0.0, 0.2]}}},
+    # An exploit needs the worse trial to reach a perturbation (every 10 steps) while the better one has a score and a
+    # checkpoint from one where it was in the upper quantile. Two trials a report apart guarantee that by step 30:
+    # one at lr 1e-4, which learns almost nothing in 40 steps, and one at 2e-2, kept in step with each other (a trial
+    # is at most one report past its last stored row).
+    max_steps, eval_every = 40, 5
+    raw = tiny_raw(train={"max_steps": max_steps, "eval_every": eval_every, "warmup_steps": 0, "min_lr_ratio": 1.0},
+                   search={"scheduler": scheduler, "algorithm": "random", "num_trials": 2, "max_concurrent": 2,
+                           "quantile_fraction": 0.5, "space": {"train.lr": {"loguniform": [1.0e-4, 3.0e-2]}},
+                           "points_to_evaluate": [{"train.lr": 1.0e-4}, {"train.lr": 2.0e-2}]},
                    resources={"cpus_per_worker": 0.5})
     spec = validate(raw)
-    result = run_sweep(spec)
+    db = spec.sweep_dir.parent / "tuner.db"
+
+    def progress() -> dict[str, int]:
+        return {t: rows[-1]["step"] for t, rows in stored_rows(db, spec.name).items() if rows}
+
+    def pids(trial: str) -> list[int]:
+        return [stored_rows(db, spec.name)[trial][-1]["pid"]]
+
+    with Lockstep(progress, pids, lead=eval_every, trials=2, end=max_steps) as lockstep:
+        result = run_sweep(spec)
+    print(f"the trial ahead was held {lockstep.holds} time(s)")
     exploits = [json.loads(line) for line in (result.path / "pbt_global.txt").read_text().splitlines()]
     # The sweep store holds the same lineage, for the dashboard: each exploit's trial, donor and new values.
     engine = store.open_store(None, result.path.parent)

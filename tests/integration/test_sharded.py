@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from support import freeze, result_rows, stored_rows, thaw, wait_until
+from support import Lockstep, result_rows, stored_rows, wait_until
 
 from tuner.spec import validate
 from tuner.sweep.driver import run_sweep
@@ -123,49 +123,16 @@ def _train_run_workers(run_name: str) -> list[int]:
             for attempt in attempts.get(run_id, {}).values() if attempt.end_time_ns is None for w in attempt.workers]
 
 
-class Lockstep:
-    """Keeps two sharded trials within a report of each other: the Train workers of the one ahead are stopped
-    (SIGSTOP) until the other catches up. A trial's progress is the step of the newest checkpoint of its latest Train
-    run (its workers are at most two reports past it)."""
-
-    def __init__(self, sweep_dir: Path, steps_per_report: int):
-        self.sweep_dir, self.lead = sweep_dir, steps_per_report
-        self.done = threading.Event()
-        self.held: list[int] = []
-        self.holds = 0
-        self.thread = threading.Thread(target=self._run, daemon=True)
-
-    def progress(self) -> dict[str, tuple[int, str]]:
-        """trial id -> (step, latest Train run): the run with the newest checkpoint (an exploit starts a new one)."""
-        runs = []
-        for run in self.sweep_dir.glob("train/*"):
-            with contextlib.suppress(OSError):
-                newest = max((c.stat().st_mtime for c in run.glob("checkpoint_*")), default=run.stat().st_mtime)
-                runs.append((newest, max(_train_checkpoint_steps(run), default=0), run.name))
-        return {name.rsplit("-", 1)[0]: (step, name) for _, step, name in sorted(runs)}
-
-    def _run(self) -> None:
-        while not self.done.is_set():
-            trials = sorted(self.progress().values())
-            behind = trials[0][0] if len(trials) == 2 else 0
-            ahead = trials[-1] if trials else None
-            if ahead is not None and ahead[0] - behind >= self.lead:
-                if not self.held:
-                    self.held = freeze(_train_run_workers(ahead[1]))
-                    self.holds += bool(self.held)
-            elif self.held:
-                thaw(self.held)
-                self.held = []
-            time.sleep(0.05)
-        thaw(self.held)
-
-    def __enter__(self) -> Lockstep:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.done.set()
-        self.thread.join()
+def train_run_progress(sweep_dir: Path) -> dict[str, int]:
+    """Each trial's latest Train run (the one with the newest checkpoint: an exploit starts a new one) -> the step of
+    that checkpoint (its workers are at most two reports past it)."""
+    runs = []
+    for run in sweep_dir.glob("train/*"):
+        with contextlib.suppress(OSError):
+            newest = max((c.stat().st_mtime for c in run.glob("checkpoint_*")), default=run.stat().st_mtime)
+            runs.append((newest, max(_train_checkpoint_steps(run), default=0), run.name))
+    latest = {name.rsplit("-", 1)[0]: (step, name) for _, step, name in sorted(runs)}
+    return {name: step for step, name in latest.values()}
 
 
 def test_pbt_exploits_two_worker_fsdp_trials(ray_local, tiny_raw):
@@ -180,7 +147,8 @@ def test_pbt_exploits_two_worker_fsdp_trials(ray_local, tiny_raw):
                 "space": {"train.lr": {"choice": [1.0e-4, 2.0e-2]}}, "points_to_evaluate": [
                     {"train.lr": 1.0e-4}, {"train.lr": 2.0e-2}]},
         resources={"workers_per_trial": 2, "cpus_per_worker": 0.5, "strategy": "fsdp"}))
-    with Lockstep(spec.sweep_dir, steps_per_report) as lockstep:
+    with Lockstep(lambda: train_run_progress(spec.sweep_dir), _train_run_workers, lead=steps_per_report, trials=2,
+                  end=80) as lockstep:
         result = run_sweep(spec)
     print(f"the trial ahead was held {lockstep.holds} time(s)")
     exploits = [json.loads(line) for line in (result.path / "pbt_global.txt").read_text().splitlines()]
