@@ -19,6 +19,12 @@ os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.2")
 # Token auth, as Ray clusters default to. A process reads RAY_AUTH_MODE once, at its first Ray call (importing some
 # test modules makes one), so a test cannot switch it on later: the Jobs SDK would then send no token.
 os.environ.setdefault("RAY_AUTH_MODE", "token")
+# Bucket storage: credentials come from the environment, so dummy ones are set before any Ray starts (its workers
+# inherit them; the loopback S3 server accepts any). Never ask an instance-metadata service: no traffic off loopback.
+os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+os.environ.setdefault("AWS_REGION", "us-east-1")
+os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
 
 TINY: dict[str, Any] = {
     "model": {"family": "llama", "hidden_size": 32, "num_layers": 1, "num_heads": 2},
@@ -106,6 +112,16 @@ def postgres():
     from support import ThrowawayPostgres
 
     server = ThrowawayPostgres().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def s3():
+    """One loopback S3 server (moto) for the session, started when a test first asks for it."""
+    from support import ThrowawayS3
+
+    server = ThrowawayS3().start()
     yield server
     server.stop()
 

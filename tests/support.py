@@ -26,7 +26,7 @@ from tuner.service.local_cluster import alive
 
 VENV_BIN = Path(sys.executable).parent
 __all__ = ["Lockstep", "alive", "cli_env", "freeze", "frozen", "result_rows", "rows_by_trial", "saved_trial_states",
-           "stored_rows", "thaw", "wait_until"]
+           "stored_rows", "thaw", "trial_states", "wait_until"]
 T = TypeVar("T")
 
 
@@ -136,17 +136,21 @@ def saved_trial_states(sweep_dir: Path) -> dict[str, tuple[str, str | None]]:
     """trial id -> (status, latest checkpoint) in the experiment state Ray Tune last saved to the sweep's storage:
     what `tuner resume` restores. Status: PENDING, RUNNING, PAUSED, TERMINATED or ERROR; the checkpoint is the path
     a restored trial continues from (None: it starts over)."""
-    from ray.tune.utils.serialization import TuneFunctionDecoder
-
     states = sorted(Path(sweep_dir).glob("experiment_state-*.json"))
     if not states:
         return {}
     try:
-        saved = json.loads(states[-1].read_text())
+        return trial_states(states[-1].read_text())
     except (OSError, ValueError):  # being replaced
         return {}
+
+
+def trial_states(experiment_state: str) -> dict[str, tuple[str, str | None]]:
+    """``saved_trial_states`` of an experiment_state-*.json's text."""
+    from ray.tune.utils.serialization import TuneFunctionDecoder
+
     out = {}
-    for trial_json, runtime_json in saved.get("trial_data", []):
+    for trial_json, runtime_json in json.loads(experiment_state).get("trial_data", []):
         trial = json.loads(trial_json)
         # A result's checkpoint is registered in a second step after the result (Tune asks the trial's actor for
         # it): only the checkpoint manager says which one a restore would use. (Our own sweep: trusted pickles.)
@@ -283,3 +287,50 @@ class ThrowawayPostgres:
         with contextlib.suppress(Exception):
             self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "-w", "stop")
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+class ThrowawayS3:
+    """A real S3 API on a free loopback port: moto's server mode (``moto[server]``), in its own process, so it can be
+    stopped and started again on the same port (an outage). Any credentials are accepted: the tests set dummy ones
+    in the environment, as users set real ones."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        self.proc: Any = None
+
+    def start(self) -> ThrowawayS3:
+        import subprocess
+
+        self.proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_until(lambda: _answers(self.endpoint), "the S3 server", timeout=60, every=0.1)
+        return self
+
+    def bucket(self, name: str) -> str:
+        """A new empty bucket's URI."""
+        import pyarrow.fs as pafs
+
+        fs = pafs.S3FileSystem(endpoint_override=f"127.0.0.1:{self.port}", scheme="http", allow_bucket_creation=True)
+        fs.create_dir(name)
+        return f"s3://{name}"
+
+    def filesystem(self) -> Any:
+        import pyarrow.fs as pafs
+
+        return pafs.S3FileSystem(endpoint_override=f"127.0.0.1:{self.port}", scheme="http")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=30)
+
+
+def _answers(url: str) -> bool | None:
+    try:
+        urllib.request.urlopen(url, timeout=2).close()
+        return True
+    except urllib.error.HTTPError:
+        return True
+    except OSError:
+        return None

@@ -40,7 +40,7 @@ def _describe(spec: Spec) -> str:
     every = " (every grid combination)" if s.algorithm == "grid" else ""
     return (f"{spec.name}: {num_trials(spec)} trials{every} of {what}; {s.algorithm} + {s.scheduler}, "
             f"{s.metric} ({s.mode}); a full trial is {b.max_t:,.0f} {b.time_attr}, reporting every "
-            f"{b.eval_interval:,.0f}; results in {spec.sweep_dir}")
+            f"{b.eval_interval:,.0f}; results in {spec.location}")
 
 
 def validate(spec: SpecArg, set_: SetOpt = None, json_: JsonOpt = False) -> None:
@@ -79,6 +79,7 @@ def run(spec: SpecArg, set_: SetOpt = None,
 def _drive(call: Any, what: str, source: str = "spec") -> Any:
     """Run a sweep-driving call (run, resume, extend): a bad spec, data source or --store exits 2, Ctrl+C 130, a
     runtime failure 1, each in one line."""
+    from tuner._util.storage import StorageError
     from tuner.store import StoreError
     from tuner.trial.data import DataError
 
@@ -86,6 +87,9 @@ def _drive(call: Any, what: str, source: str = "spec") -> Any:
         return call()
     except SpecError as e:
         fail_spec(e)
+    except StorageError as e:  # the bucket: no credentials, unreachable, missing
+        err.print(f"[bold red]storage:[/bold red] {e}", highlight=False)
+        raise typer.Exit(1) from None
     except DataError as e:
         fail_spec(SpecError([(e.key, str(e))], source))
     except StoreError as e:
@@ -99,7 +103,17 @@ def _drive(call: Any, what: str, source: str = "spec") -> Any:
         raise typer.Exit(1) from None
 
 
-def resume(name: Annotated[str, typer.Argument(help="The sweep's name (or its directory).")],
+def _sweep_location(name: str, storage: Path) -> str | Path:
+    """A sweep named on the command line: a bucket URI as given, a directory, or a name under --storage."""
+    from tuner._util.storage import is_remote
+
+    if is_remote(name):
+        return name
+    return Path(name) if Path(name).is_dir() else storage / name
+
+
+def resume(name: Annotated[str, typer.Argument(help="The sweep's name, its directory or its bucket URI "
+                                                    "(s3://bucket/prefix/<name>).")],
            storage: StorageOpt = DEFAULT_STORAGE,
            address: RayAddressOpt = None,
            verbose: VerboseOpt = False,
@@ -117,7 +131,7 @@ def resume(name: Annotated[str, typer.Argument(help="The sweep's name (or its di
         err.print("[bold red]--retry-errored and --restart-errored exclude each other[/bold red]")
         raise typer.Exit(USAGE)
     errored = "retry" if retry_errored else "restart" if restart_errored else None
-    d = Path(name) if Path(name).is_dir() else storage / name
+    d = _sweep_location(name, storage)
     err.print(f"resuming {d}" + (f" ({errored} errored trials)" if errored else ""), highlight=False)
     result = _drive(lambda: resume_sweep(d, address=address, verbose=verbose, store=store, errored=errored),
                     f"resuming {name}")
@@ -126,7 +140,7 @@ def resume(name: Annotated[str, typer.Argument(help="The sweep's name (or its di
         raise typer.Exit(130)
 
 
-def extend(name: Annotated[str, typer.Argument(help="The finished sweep's name (or its directory).")],
+def extend(name: Annotated[str, typer.Argument(help="The finished sweep's name, its directory or its bucket URI.")],
            trials: Annotated[int, typer.Option("--trials", min=1, help="How many trials to add.")],
            storage: StorageOpt = DEFAULT_STORAGE,
            address: RayAddressOpt = None,
@@ -136,22 +150,30 @@ def extend(name: Annotated[str, typer.Argument(help="The finished sweep's name (
     from tuner.cli.render import print_summary
     from tuner.sweep.driver import extend_sweep
 
-    d = Path(name) if Path(name).is_dir() else storage / name
+    d = _sweep_location(name, storage)
     err.print(f"extending {d} by {trials} trial(s)", highlight=False)
     result = _drive(lambda: extend_sweep(d, trials, address=address, verbose=verbose, store=store),
                     f"extending {name}")
     print_summary(result.summary, out)
 
 
-def results(path: Annotated[Path, typer.Argument(help="A sweep directory (<storage>/<name>) or its summary.json.")],
+def results(path: Annotated[str, typer.Argument(help="A sweep directory (<storage>/<name>), its summary.json, or "
+                                                     "its bucket URI (s3://bucket/prefix/<name>).")],
             json_: JsonOpt = False) -> None:
-    """Print the leaderboard of a finished sweep from disk."""
+    """Print the leaderboard of a finished sweep from disk or from its bucket."""
+    from tuner._util.storage import StorageError
     from tuner.cli.render import print_summary
+    from tuner.sweep.records import local_dir
     from tuner.sweep.summary import load_summary
 
     try:
-        summary = load_summary(path)
+        summary = load_summary(local_dir(path))
         print_json(summary) if json_ else print_summary(summary, out)
+    except SpecError as e:
+        fail_spec(e)
+    except StorageError as e:
+        err.print(f"[bold red]storage:[/bold red] {e}", highlight=False)
+        raise typer.Exit(1) from None
     except FileNotFoundError:
         err.print(f"[bold red]{path}: no summary.json[/bold red] (is it a finished sweep's directory?)")
         raise typer.Exit(USAGE) from None

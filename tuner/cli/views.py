@@ -52,12 +52,15 @@ def report(name: Annotated[str, typer.Argument(help="The sweep's name, or its di
     """Write one sweep's page (leaderboard, learning curves, parallel coordinates, importance) as a self-contained
     HTML file that opens offline: from the sweep store, or from the sweep's directory when the store lacks it."""
     from tuner import store as sweep_store
-    from tuner.sweep.records import sweep_from_dir
+    from tuner._util.storage import Bucket, StorageError, is_remote
+    from tuner.spec import SpecError
+    from tuner.sweep.records import local_dir, sweep_from_dir
     from tuner.view import figures, report_html
 
-    d = Path(name) if Path(name).is_dir() else storage / name
+    remote = is_remote(name)
+    d: Path | None = None if remote else Path(name) if Path(name).is_dir() else storage / name
     sweep = None
-    if not Path(name).is_dir():
+    if not remote and not Path(name).is_dir():
         try:
             engine = sweep_store.open_store(store, storage, create=False)
             try:
@@ -69,17 +72,31 @@ def report(name: Annotated[str, typer.Argument(help="The sweep's name, or its di
         except sweep_store.StoreError as e:
             fail(f"--store: {e}", USAGE)
     if sweep is None:
+        try:
+            d = local_dir(name) if remote else d
+        except StorageError as e:
+            fail(f"storage: {e}")
+        except SpecError as e:
+            fail(f"{name}: {e.problems[0][1]}", USAGE)
+        assert d is not None
         if not (d / "summary.json").is_file():
-            fail(f"no sweep named {name!r} in the sweep store, and no summary.json in {d} (pass --storage DIR or "
-                 f"--store URL)", USAGE)
+            fail(f"no sweep named {name!r} in the sweep store, and no summary.json in {name if remote else d} (pass "
+                 f"--storage DIR or --store URL)", USAGE)
         try:
             sweep = sweep_from_dir(d)
         except (ValueError, KeyError, TypeError) as e:
             fail(f"{d}: not a tuner sweep directory ({type(e).__name__}: {e})", USAGE)
-    path = output or Path(sweep["storage"]) / "report.html"
+        if remote:
+            sweep["storage"] = name
+    bucket = Bucket(sweep["storage"].rstrip("/")) if is_remote(sweep["storage"]) else None
+    path = output or (bucket.mirror() if bucket else Path(sweep["storage"])) / "report.html"
+    shown = str(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(report_html(sweep, figures(sweep)), encoding="utf-8")
+        if bucket is not None and output is None:
+            bucket.upload(path, "report.html")
+            shown = bucket.child("report.html").uri
     except OSError as e:
         fail(f"cannot write {path}: {e.strerror or e}")
-    out.print(str(path), highlight=False)
+    out.print(shown, highlight=False)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from pathlib import Path
 from typing import Any
@@ -20,9 +21,11 @@ from typing import Any
 from ray.tune.experiment import Trial
 from ray.tune.schedulers import TrialScheduler
 
+from tuner._util.storage import Bucket
 from tuner.spec import Spec
 
 LEDGER_FILE = "budget.json"
+UPLOAD_EVERY_S = 10.0
 log = logging.getLogger(__name__)
 
 
@@ -30,8 +33,11 @@ class Ledger:
     """Compute spent by a sweep against its limits (None: no limit)."""
 
     def __init__(self, path: str | Path, *, cpu_hours: float | None = None, gpu_hours: float | None = None,
-                 wall_clock_s: float | None = None, cpus_per_trial: float = 0.0, gpus_per_trial: float = 0.0):
+                 wall_clock_s: float | None = None, cpus_per_trial: float = 0.0, gpus_per_trial: float = 0.0,
+                 bucket: Bucket | None = None):
         self.path = Path(path)
+        self.bucket = bucket  # a sweep in a bucket: the ledger is copied there (at most every UPLOAD_EVERY_S)
+        self._uploaded = -math.inf
         self.limits = {"cpu_hours": cpu_hours, "gpu_hours": gpu_hours, "wall_clock_s": wall_clock_s}
         self.cpus_per_trial, self.gpus_per_trial = cpus_per_trial, gpus_per_trial
         self.trial_seconds: dict[str, float] = {}
@@ -46,19 +52,25 @@ class Ledger:
         r, b = spec.resources, spec.budget
         return cls(spec.sweep_dir / LEDGER_FILE, cpu_hours=b.cpu_hours, gpu_hours=b.gpu_hours,
                    wall_clock_s=b.wall_clock, cpus_per_trial=r.workers_per_trial * r.cpus_per_worker,
-                   gpus_per_trial=r.workers_per_trial * r.gpus_per_worker)
+                   gpus_per_trial=r.workers_per_trial * r.gpus_per_worker, bucket=spec.bucket)
 
     # Tune pickles the scheduler with the experiment; a restored ledger reads what was spent from its file.
     def __getstate__(self) -> dict[str, Any]:
         return {"path": self.path, "limits": self.limits, "cpus_per_trial": self.cpus_per_trial,
-                "gpus_per_trial": self.gpus_per_trial}
+                "gpus_per_trial": self.gpus_per_trial, "bucket": self.bucket}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__(state["path"], cpu_hours=state["limits"]["cpu_hours"],  # type: ignore[misc]
                       gpu_hours=state["limits"]["gpu_hours"], wall_clock_s=state["limits"]["wall_clock_s"],
-                      cpus_per_trial=state["cpus_per_trial"], gpus_per_trial=state["gpus_per_trial"])
+                      cpus_per_trial=state["cpus_per_trial"], gpus_per_trial=state["gpus_per_trial"],
+                      bucket=state.get("bucket"))
 
     def _load(self) -> None:
+        if self.bucket is not None and not self.path.is_file():  # resumed on another machine: the bucket's copy
+            try:
+                self.bucket.download(LEDGER_FILE, self.path)
+            except OSError as e:
+                log.warning("could not read the budget ledger from %s: %s", self.bucket.uri, e)
         if self.path.is_file():
             saved = json.loads(self.path.read_text())
             self.trial_seconds = {k: float(v) for k, v in saved.get("trial_seconds", {}).items()}
@@ -106,6 +118,13 @@ class Ledger:
             tmp.replace(self.path)
         except OSError as e:
             log.warning("could not save the budget ledger %s: %s", self.path, e)
+            return
+        if self.bucket is not None and (self.ended_by or time.monotonic() - self._uploaded >= UPLOAD_EVERY_S):
+            try:
+                self.bucket.upload(self.path, LEDGER_FILE)
+                self._uploaded = time.monotonic()
+            except OSError as e:
+                log.warning("could not copy the budget ledger to %s: %s", self.bucket.uri, e)
 
 
 def load_report(sweep_dir: Path) -> dict[str, Any] | None:

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 
 from tuner._util import tree
 from tuner._util.registry import did_you_mean
+from tuner._util.storage import Bucket, is_remote
 from tuner.spec import space as sp
 
 Problem = tuple[str, str]
@@ -167,7 +168,8 @@ class TrialSpec(_Section):
 
 class Spec(_Section):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=128)
-    storage: str = "./sweeps"
+    storage: str = "./sweeps"  # a local or shared directory, or s3://bucket/prefix, gs://bucket/prefix
+    storage_endpoint: str | None = None  # an S3-compatible server's URL (else AWS_ENDPOINT_URL, else AWS)
     trainable: str | None = Field(None, pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
     model: ModelSpec = Field(default_factory=ModelSpec)
     data: DataSpec = Field(default_factory=DataSpec)
@@ -194,8 +196,25 @@ class Spec(_Section):
         return "training_iteration" if self.is_custom else "tokens"
 
     @property
+    def bucket(self) -> Bucket | None:
+        """The sweep's prefix in a bucket (``<storage>/<name>``), or None for local storage."""
+        if not is_remote(self.storage):
+            return None
+        return Bucket(self.storage.rstrip("/"), self.storage_endpoint).child(self.name)
+
+    @property
     def sweep_dir(self) -> Path:
+        """The sweep's local directory: its results, or, for a bucket, the driver's mirror of its own files."""
+        bucket = self.bucket
+        if bucket is not None:
+            return bucket.mirror()
         return Path(self.storage).expanduser().resolve() / self.name
+
+    @property
+    def location(self) -> str:
+        """Where the sweep's results are, as a user names it: a directory or a bucket URI."""
+        bucket = self.bucket
+        return bucket.uri if bucket is not None else str(self.sweep_dir)
 
     @cached_property
     def parsed_space(self) -> dict[str, sp.Dimension]:

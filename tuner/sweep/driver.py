@@ -14,6 +14,7 @@ model then cover every trial of the sweep.
 from __future__ import annotations
 
 import shutil
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,12 +22,15 @@ from typing import Any
 
 from sqlalchemy import Engine
 
+from tuner._util import storage
 from tuner.spec import Spec, SpecError, catalog
 from tuner.spec.fidelity import Fidelity, fidelity
 from tuner.store import open_store, start_sweep
 from tuner.sweep import records
 from tuner.sweep.placement import fit_to_cluster
 from tuner.sweep.summary import (
+    LEADERBOARD,
+    SUMMARY,
     ended_trials,
     load_summary,
     merged,
@@ -75,9 +79,12 @@ def run_sweep(spec: Spec, *, address: str | None = None, overwrite: bool = False
     engine, replace = records.open_sweep_store(spec, store, overwrite)
 
     def record() -> int:
-        if overwrite and spec.sweep_dir.exists():
-            shutil.rmtree(spec.sweep_dir)  # checked by check_destination: an earlier sweep of this name
-        sweep_id = start_sweep(engine, spec.name, spec=spec.model_dump(mode="json"), storage=str(spec.sweep_dir),
+        if overwrite:  # checked by check_destination: an earlier sweep of this name
+            if spec.sweep_dir.exists():
+                shutil.rmtree(spec.sweep_dir)
+            if spec.bucket is not None:
+                spec.bucket.delete("")
+        sweep_id = start_sweep(engine, spec.name, spec=spec.model_dump(mode="json"), storage=spec.location,
                                metric=spec.search.metric, mode=spec.search.mode, replace=replace)
         records.save_spec(spec)
         return sweep_id
@@ -96,11 +103,14 @@ def resume_sweep(sweep_dir: str | Path, *, address: str | None = None, verbose: 
     """Finish a sweep from its directory; ``errored`` ("retry" or "restart") runs its errored trials again too."""
     if errored not in (None, *ERRORED):
         raise ValueError(f"errored={errored!r}: expected one of {ERRORED}")
-    d = Path(sweep_dir).expanduser().resolve()
-    if not records.is_sweep_dir(d) or not (d / "tuner.pkl").is_file():
-        raise SpecError([("name", f"{d} holds no sweep to resume")])
+    d = records.local_dir(sweep_dir)
+    if not records.is_sweep_dir(d):
+        raise SpecError([("name", f"{sweep_dir} holds no sweep to resume")])
     spec = records.saved_spec(d)
-    if spec.sweep_dir != d:  # moved since it ran: its results now live here
+    if spec.bucket is not None and not spec.bucket.exists("tuner.pkl") or spec.bucket is None and not (
+            d / "tuner.pkl").is_file():
+        raise SpecError([("name", f"{sweep_dir} holds no sweep to resume")])
+    if spec.bucket is None and spec.sweep_dir != d:  # moved since it ran: its results now live here
         spec = spec.model_copy(update={"storage": str(d.parent), "name": d.name})
     engine = open_store(store, d.parent)
 
@@ -115,7 +125,7 @@ def resume_sweep(sweep_dir: str | Path, *, address: str | None = None, verbose: 
 
 def extend_sweep(sweep_dir: str | Path, trials: int, *, address: str | None = None, verbose: bool = False,
                  store: str | None = None) -> SweepResult:
-    d = Path(sweep_dir).expanduser().resolve()
+    d = records.local_dir(sweep_dir)
     if not (d / "summary.json").is_file():
         raise SpecError([("name", f"{d} holds no finished sweep to extend (tuner resume finishes one whose driver "
                                   f"died)")])
@@ -128,8 +138,8 @@ def extend_sweep(sweep_dir: str | Path, trials: int, *, address: str | None = No
     past = [t for t in old["trials"] if t["value"] is not None]
     learns = spec.search.algorithm in catalog.LEARNING_SEARCHERS
     points = [t["config"] for t in past] if learns else []
-    name = f"extend-{1 + sum(1 for _ in d.glob('extend-*'))}"
-    ext = spec.model_copy(update={"storage": str(d), "name": name, "search": spec.search.model_copy(
+    name = _next_extension(spec, d)
+    ext = spec.model_copy(update={"storage": spec.location, "name": name, "search": spec.search.model_copy(
         update={"num_trials": trials, "points_to_evaluate": points + list(spec.search.points_to_evaluate)})})
     engine = open_store(store, d.parent)
 
@@ -152,10 +162,20 @@ def extend_sweep(sweep_dir: str | Path, trials: int, *, address: str | None = No
         if out["best"] != old.get("best"):
             _export_best(spec, out)
         write_results(d, out)
+        records.publish(spec, SUMMARY, LEADERBOARD)
         return out
 
     return _drive(_Start(spec, ext, engine, lambda: records.reopen_in_store(engine, spec.name), tuner, summary),
                   address, verbose, None)
+
+
+def _next_extension(spec: Spec, d: Path) -> str:
+    """extend-K, K one past every extension directory there (an interrupted one's too)."""
+    taken = {p.name for p in d.glob("extend-*")}
+    k = 1
+    while f"extend-{k}" in taken or spec.bucket is not None and spec.bucket.exists(f"extend-{k}"):
+        k += 1
+    return f"extend-{k}"
 
 
 def _drive(start: _Start, address: str | None, verbose: bool, console: Any) -> SweepResult:
@@ -176,7 +196,7 @@ def _drive(start: _Start, address: str | None, verbose: bool, console: Any) -> S
             raise
         records.end_in_store(engine, sweep_id, summary=summary)
         if sweep_id is not None:
-            records.write_report(engine, sweep.name, sweep.sweep_dir)
+            records.write_report(engine, sweep.name, sweep.sweep_dir, sweep)
         return SweepResult(sweep.sweep_dir, summary)
     finally:
         engine.dispose()
@@ -220,6 +240,7 @@ def _finish(spec: Spec, grid: Any, f: Fidelity) -> dict[str, Any]:
     if not summary["interrupted"]:  # an interrupted sweep may still be resumed from any of them
         summary["compute"]["checkpoints_pruned"] = prune_ended(spec, summary["trials"])
     write_results(spec.sweep_dir, summary)
+    records.publish(spec, SUMMARY, LEADERBOARD)
     return summary
 
 
@@ -230,4 +251,13 @@ def _export_best(spec: Spec, summary: dict[str, Any]) -> None:
         return
     from tuner.trial.checkpoint import export_model
 
-    summary["best_model"] = str(export_model(best["checkpoint"], spec.sweep_dir / "best_model"))
+    bucket = spec.bucket
+    if bucket is None:
+        summary["best_model"] = str(export_model(best["checkpoint"], spec.sweep_dir / "best_model"))
+        return
+    with tempfile.TemporaryDirectory(prefix="tuner-best-") as tmp:
+        checkpoint = storage.Bucket(best["checkpoint"], bucket.endpoint)
+        checkpoint.download("", Path(tmp) / "checkpoint")
+        export_model(Path(tmp) / "checkpoint", spec.sweep_dir / "best_model")
+    records.publish(spec, "best_model")
+    summary["best_model"] = bucket.child("best_model").uri

@@ -11,13 +11,26 @@ from typing import Any
 from sqlalchemy import Engine
 
 from tuner import store
+from tuner._util import storage
 from tuner.spec import Spec, SpecError, validate
 
 SAVED_SPEC = "tuner_spec.json"
 
 
 def check_destination(spec: Spec, overwrite: bool) -> None:
-    """--overwrite deletes only a sweep; without it an existing sweep's directory is refused."""
+    """--overwrite deletes only a sweep; without it an existing sweep's directory is refused. A bucket is checked
+    first (credentials, endpoint, the bucket itself): a StorageError names it before anything starts."""
+    bucket = spec.bucket
+    if bucket is not None:
+        bucket.check()
+        if not bucket.is_empty():
+            if not overwrite:
+                raise SpecError([("name", f"{bucket.uri} already holds a sweep; pass --overwrite to replace it, "
+                                          f"or --set name=<another>")])
+            if not bucket.exists(SAVED_SPEC):
+                raise SpecError([("name", f"{bucket.uri} is not empty and holds no tuner sweep; refusing to delete "
+                                          f"it (choose another name or storage)")])
+        return
     d = spec.sweep_dir
     if not d.exists() or not any(d.iterdir()):
         return
@@ -37,8 +50,40 @@ def is_sweep_dir(d: Path) -> bool:
 def save_spec(spec: Spec) -> None:
     """The validated spec beside the results, for `tuner resume` (absolute paths; the spec file may be gone)."""
     spec.sweep_dir.mkdir(parents=True, exist_ok=True)
-    raw = {**spec.model_dump(mode="json", exclude_unset=True), "storage": str(spec.sweep_dir.parent)}
+    storage = spec.storage if spec.bucket is not None else str(spec.sweep_dir.parent)
+    raw = {**spec.model_dump(mode="json", exclude_unset=True), "storage": storage}
     (spec.sweep_dir / SAVED_SPEC).write_text(json.dumps({"spec": raw, "spec_dir": spec.spec_dir}, indent=1))
+    publish(spec, SAVED_SPEC)
+
+
+DRIVER_FILES = (SAVED_SPEC, "summary.json", "leaderboard.csv", "budget.json")  # what the driver itself writes
+
+
+def publish(spec: Spec, *names: str) -> None:
+    """Copy files (or directories) the driver wrote in the sweep's directory to its bucket (a local sweep: none)."""
+    bucket = spec.bucket
+    if bucket is None:
+        return
+    for name in names:
+        if (spec.sweep_dir / name).exists():
+            bucket.upload(spec.sweep_dir / name, name)
+
+
+def local_dir(where: str | Path) -> Path:
+    """A sweep's local directory: the directory itself, or for a bucket URI (``s3://bucket/prefix/<name>``) the
+    driver's mirror of it, refreshed with the driver's files from the bucket (the bucket alone holds the sweep)."""
+    if not storage.is_remote(str(where)):
+        return Path(where).expanduser().resolve()
+    problem = storage.malformed(str(where))
+    if problem:
+        raise SpecError([("name", problem)])
+    bucket = storage.Bucket(str(where).rstrip("/"))
+    bucket.check()
+    d = bucket.mirror()
+    for name in DRIVER_FILES:
+        if not bucket.download(name, d / name):
+            (d / name).unlink(missing_ok=True)
+    return d
 
 
 def saved_spec(sweep_dir: Path) -> Spec:
@@ -94,7 +139,7 @@ def end_in_store(engine: Engine, sweep_id: int | None, status: str | None = None
 REPORT = "report.html"
 
 
-def write_report(engine: Engine, name: str, sweep_dir: Path) -> Path | None:
+def write_report(engine: Engine, name: str, sweep_dir: Path, spec: Spec | None = None) -> Path | None:
     """``report.html`` beside summary.json: the sweep's page as one offline file (tuner.view). A report that cannot
     be made costs a warning, never the sweep's outcome."""
     from tuner.view import figures, report_html
@@ -103,6 +148,8 @@ def write_report(engine: Engine, name: str, sweep_dir: Path) -> Path | None:
         sweep = store.sweep_detail(engine, name)
         path = Path(sweep_dir) / REPORT
         path.write_text(report_html(sweep, figures(sweep)), encoding="utf-8")
+        if spec is not None:
+            publish(spec, REPORT)
         return path
     except Exception as e:
         logging.getLogger(__name__).warning("could not write %s for sweep %s: %s", REPORT, name, e)

@@ -70,11 +70,17 @@ def _trial(spec: Spec, f: Fidelity, result: Any, trial: Any) -> dict[str, Any]:
         "value": value,
         "last_result": {k: v for k, v in last.items() if k not in RAY_BOOKKEEPING},
         "iterations": int(last.get("training_iteration") or 0),
-        "checkpoint": ckpt.path if ckpt else None,
-        "path": result.path,
+        "checkpoint": _uri(spec, ckpt.path) if ckpt else None,
+        "path": _uri(spec, result.path),
         **({"rungs": rungs} if rungs else {}),
         **({"error": _error_line(result.error)} if result.error else {}),
     }
+
+
+def _uri(spec: Spec, path: str) -> str:
+    """A path Ray gives (in a bucket: ``<bucket>/<key>``) as the user names it."""
+    bucket = spec.bucket
+    return f"{bucket.scheme}://{path}" if bucket is not None and "://" not in path else path
 
 
 def _value(trial: dict[str, Any]) -> Any:
@@ -125,6 +131,8 @@ def merged(old: dict[str, Any], new: dict[str, Any], mode: str) -> dict[str, Any
 def prune_ended(spec: Spec, trials: list[dict[str, Any]]) -> int:
     """The end-of-sweep pass of the checkpoint policy (tuner.sweep.checkpoint_policy) over ended trials; a trial
     whose best checkpoint went with it no longer names one. How many checkpoints were deleted."""
+    if spec.bucket is not None:
+        return 0  # checkpoints in a bucket are kept (the policy deletes on local or shared filesystems)
     c = spec.checkpoint
     pruned = prune(trials, mode=spec.search.mode, keep_best=c.keep_best, max_total_gb=c.max_total_gb)
     if pruned.over_limit_bytes:

@@ -83,7 +83,9 @@ def param_space(spec: Spec, f: Fidelity, data_dir: Path | None) -> dict[str, Any
     space: dict[str, Any] = {sec: getattr(spec, sec).model_dump() for sec in TrialSpec.model_fields}
     for key, domain in domains.items():
         tree.set_path(space, key, domain)
-    space["run"] = run_config(data_dir, f, spec.sweep_dir / "train")
+    bucket = spec.bucket
+    train = bucket.child("train").uri if bucket is not None else str(spec.sweep_dir / "train")
+    space["run"] = run_config(data_dir, f, train)
     return space
 
 
@@ -134,7 +136,7 @@ def build_tuner(spec: Spec, f: Fidelity, trainable: Any, data_dir: Path | None, 
             # A sharded trial's actor owns its Train run: a fresh actor per trial ends the run with the trial.
             reuse_actors=not sharded, trial_name_creator=_trial_name, trial_dirname_creator=_trial_name),
         run_config=tune.RunConfig(
-            name=spec.name, storage_path=str(spec.sweep_dir.parent), stop=stop,
+            name=spec.name, **storage_of(spec), stop=stop,
             checkpoint_config=_checkpoint_config(spec),
             failure_config=tune.FailureConfig(max_failures=s.max_failures),
             callbacks=[*callbacks, gc, JsonLogger(), CsvLogger()], verbose=0),
@@ -149,9 +151,21 @@ def restore_tuner(spec: Spec, f: Fidelity, trainable: Any, data_dir: Path | None
     _tune_settings(spec)
     from ray import tune
 
-    return tune.Tuner.restore(str(spec.sweep_dir), trainable=with_trial_resources(trainable, spec),
-                              resume_unfinished=True, resume_errored=errored == "retry",
-                              restart_errored=errored == "restart", param_space=param_space(spec, f, data_dir))
+    where = storage_of(spec)
+    path = f"{where['storage_path']}/{spec.name}"
+    return tune.Tuner.restore(path, trainable=with_trial_resources(trainable, spec), resume_unfinished=True,
+                              resume_errored=errored == "retry", restart_errored=errored == "restart",
+                              param_space=param_space(spec, f, data_dir),
+                              storage_filesystem=where.get("storage_filesystem"))
+
+
+def storage_of(spec: Spec) -> dict[str, Any]:
+    """Where Ray Tune keeps the sweep's experiment: RunConfig's storage_path (the sweep's parent) and, for a
+    bucket, its pyarrow filesystem."""
+    bucket = spec.bucket
+    if bucket is None:
+        return {"storage_path": str(spec.sweep_dir.parent)}
+    return {"storage_path": bucket.path.rsplit("/", 1)[0], "storage_filesystem": bucket.filesystem()}
 
 
 def _tune_settings(spec: Spec) -> None:

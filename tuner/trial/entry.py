@@ -26,7 +26,7 @@ class TrialConfig(NamedTuple):
     train_storage: str  # where a sharded trial's Ray Train runs write their checkpoints
 
 
-def run_config(data_dir: Path | None, fidelity: Fidelity, train_storage: Path) -> dict[str, Any]:
+def run_config(data_dir: Path | None, fidelity: Fidelity, train_storage: str) -> dict[str, Any]:
     """The ``run`` entry of the param space (what ``decode`` reads back)."""
     return {"data_dir": str(data_dir), "fidelity": fidelity.as_dict(), "train_storage": str(train_storage)}
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from tuner._util import storage
 from tuner.spec.checks.search import check_search
 from tuner.spec.checks.sections import (
     check_batch,
@@ -23,10 +24,17 @@ __all__ = ["cross_checks", "load_trainable"]
 def cross_checks(spec: Spec, raw: dict[str, Any]) -> list[Problem]:
     given = {k: v for k, v in raw.items() if isinstance(v, dict)}
     out: list[Problem] = []
-    if "://" in spec.storage:
-        out.append(("storage", "remote storage URIs are not supported yet; use a local or shared (NFS) path"))
+    if storage.is_remote(spec.storage):
+        problem = storage.malformed(spec.storage)
+        out += [("storage", problem)] if problem else []
+        if spec.resources.workers_per_trial > 1:
+            out.append(("resources.workers_per_trial", "sharded trials keep Ray Train checkpoints on a local or "
+                                                       "shared path; bucket storage is for single-process trials "
+                                                       "for now"))
     else:
         out += _check_storage_path(spec)
+        if spec.storage_endpoint:
+            out.append(("storage_endpoint", "names an S3-compatible server for a bucket; storage is a local path"))
     if spec.is_custom:
         out += [(k, "not used with trainable (a custom objective replaces model/data/train)")
                 for k in ("model", "data", "train") if k in raw]
