@@ -157,6 +157,27 @@ class CheckpointSpec(_Section):
     max_total_gb: float | None = Field(None, gt=0.0)  # all checkpoints together, as far as live trials allow
 
 
+class WandbSpec(_Section):
+    """Weights & Biases, through Ray's WandbLoggerCallback: one run per trial, grouped by the sweep's name. The API
+    key comes from WANDB_API_KEY or `wandb login`, never from the spec; WANDB_MODE=offline keeps runs local."""
+
+    project: str = Field(min_length=1)
+    entity: str | None = None
+    group: str | None = None  # default: the sweep's name
+
+
+class MlflowSpec(_Section):
+    """MLflow, through Ray's MLflowLoggerCallback: one run per trial in one experiment."""
+
+    tracking_uri: str | None = None  # default: MLFLOW_TRACKING_URI, else MLflow's own default (./mlruns)
+    experiment: str | None = None  # default: the sweep's name
+
+
+class TrackingSpec(_Section):
+    wandb: WandbSpec | None = None
+    mlflow: MlflowSpec | None = None
+
+
 class TrialSpec(_Section):
     """What one LLM trial trains with: the sweep spec's sections, with the trial's hyperparameters applied."""
 
@@ -178,6 +199,7 @@ class Spec(_Section):
     resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
     budget: ComputeBudgetSpec = Field(default_factory=ComputeBudgetSpec)
     checkpoint: CheckpointSpec = Field(default_factory=CheckpointSpec)
+    tracking: TrackingSpec = Field(default_factory=TrackingSpec)
     # Where the spec file lies: the trainable's module is imported from there.
     _spec_dir: str = PrivateAttr(".")
 

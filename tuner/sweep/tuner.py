@@ -111,6 +111,7 @@ def build_tuner(spec: Spec, f: Fidelity, trainable: Any, data_dir: Path | None, 
     from tuner.search import make_searcher
     from tuner.sweep.callbacks.checkpoint_gc import CheckpointGC
     from tuner.sweep.callbacks.loggers import CsvLogger, JsonLogger
+    from tuner.sweep.callbacks.tracking import tracking_callbacks
 
     s = spec.search
     searcher = searcher or make_searcher(spec)
@@ -139,7 +140,7 @@ def build_tuner(spec: Spec, f: Fidelity, trainable: Any, data_dir: Path | None, 
             name=spec.name, **storage_of(spec), stop=stop,
             checkpoint_config=_checkpoint_config(spec),
             failure_config=tune.FailureConfig(max_failures=s.max_failures),
-            callbacks=[*callbacks, gc, JsonLogger(), CsvLogger()], verbose=0),
+            callbacks=[*callbacks, gc, JsonLogger(), CsvLogger(), *tracking_callbacks(spec)], verbose=0),
     )
 
 

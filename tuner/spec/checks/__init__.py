@@ -51,6 +51,7 @@ def cross_checks(spec: Spec, raw: dict[str, Any]) -> list[Problem]:
         out.append(("resources.workers_per_trial", "a custom trainable runs in one process; sharded trials (more "
                                                    "than 1 worker) are for the LLM trial"))
     out += check_search(spec, given.get("search", {}))
+    out += _check_tracking(spec)
     if spec.budget.gpu_hours is not None and spec.resources.gpus_per_worker == 0:
         out.append(("budget.gpu_hours", "the trials use no GPU (resources.gpus_per_worker is 0): this limit would "
                                         "never be reached; use budget.cpu_hours or budget.wall_clock"))
@@ -66,3 +67,12 @@ def _check_storage_path(spec: Spec) -> list[Problem]:
         if p.exists():
             return [] if p.is_dir() else [("storage", f"{spec.storage!r}: {p} is a file, not a directory")]
     return []
+
+
+def _check_tracking(spec: Spec) -> list[Problem]:
+    """A tracker the spec names must be installed (its optional extra): say so now, not after the first trial."""
+    import importlib.util
+
+    return [(f"tracking.{name}", f"the {module} package is not installed: pip install 'tuner[{name}]'")
+            for name, module in (("wandb", "wandb"), ("mlflow", "mlflow"))
+            if getattr(spec.tracking, name) is not None and importlib.util.find_spec(module) is None]
