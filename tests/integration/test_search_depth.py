@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import pytest
 from support import Lockstep, stored_rows
@@ -90,7 +93,7 @@ def test_every_scheduler_runs_a_real_sweep(ray_local, tmp_path, storage, schedul
         assert exploits, "no exploit happened"
 
 
-def llm_population_sweep(tiny_raw, scheduler: str) -> tuple[dict, list[list]]:
+def llm_population_sweep(tiny_raw, scheduler: str, read: Callable[[str], str], **over: Any) -> tuple[dict, list[list]]:
     # An exploit needs the worse trial to reach a perturbation (every 10 steps) while the better one has a score and a
     # checkpoint from one where it was in the upper quantile. Two trials a report apart guarantee that by step 30:
     # one at lr 1e-4, which learns almost nothing in 40 steps, and one at 2e-2, kept in step with each other (a trial
@@ -100,7 +103,7 @@ def llm_population_sweep(tiny_raw, scheduler: str) -> tuple[dict, list[list]]:
                    search={"scheduler": scheduler, "algorithm": "random", "num_trials": 2, "max_concurrent": 2,
                            "quantile_fraction": 0.5, "space": {"train.lr": {"loguniform": [1.0e-4, 3.0e-2]}},
                            "points_to_evaluate": [{"train.lr": 1.0e-4}, {"train.lr": 2.0e-2}]},
-                   resources={"cpus_per_worker": 0.5})
+                   resources={"cpus_per_worker": 0.5}, **over)
     spec = validate(raw)
     db = spec.sweep_dir.parent / "tuner.db"
 
@@ -113,7 +116,7 @@ def llm_population_sweep(tiny_raw, scheduler: str) -> tuple[dict, list[list]]:
     with Lockstep(progress, pids, lead=eval_every, trials=2, end=max_steps) as lockstep:
         result = run_sweep(spec)
     print(f"the trial ahead was held {lockstep.holds} time(s)")
-    exploits = [json.loads(line) for line in (result.path / "pbt_global.txt").read_text().splitlines()]
+    exploits = [json.loads(line) for line in read(f"{spec.location}/pbt_global.txt").splitlines()]
     # The sweep store holds the same lineage, for the dashboard: each exploit's trial, donor and new values.
     engine = store.open_store(None, result.path.parent)
     stored = [(t["trial_id"], e["donor"], e["config"]["train.lr"])
@@ -126,21 +129,37 @@ def llm_population_sweep(tiny_raw, scheduler: str) -> tuple[dict, list[list]]:
     return result.summary, exploits
 
 
-def rows_of(summary: dict, index: int) -> list[dict]:
+def rows_of(summary: dict, index: int, read: Callable[[str], str]) -> list[dict]:
     trial = next(t for t in summary["trials"] if t["trial_id"].endswith(f"_{index:05d}"))
-    with open(f"{trial['path']}/result.json") as f:
-        return [json.loads(line) for line in f]
+    return [json.loads(line) for line in read(f"{trial['path']}/result.json").splitlines()]
 
 
 @pytest.mark.slow
-def test_population_training_exploits_on_the_llm_trial(ray_local, tiny_raw):
-    summary, exploits = llm_population_sweep(tiny_raw, "pb2")
+@pytest.mark.parametrize("where", ["local", "bucket"])
+def test_population_training_exploits_on_the_llm_trial(ray_local, tiny_raw, where, request, monkeypatch, tmp_path):
+    """PB2 clones a donor's checkpoint into the exploiting trial, from local storage and from a bucket (S3 on
+    loopback), where Ray restores the donor's checkpoint through the bucket's filesystem."""
+    over: dict[str, Any] = {}
+
+    def read(path: str) -> str:
+        return Path(path).read_text()
+
+    if where == "bucket":
+        s3 = request.getfixturevalue("s3")
+        monkeypatch.setenv("TUNER_CACHE", str(tmp_path / "cache"))
+        over = {"storage": s3.bucket("population"), "storage_endpoint": s3.endpoint}
+
+        def read(path: str) -> str:
+            with s3.filesystem().open_input_stream(path.removeprefix("s3://")) as f:
+                return f.read().decode()
+
+    summary, exploits = llm_population_sweep(tiny_raw, "pb2", read, **over)
     assert exploits, "no exploit happened"
     steps_per_report = 5
     for target_tag, donor_tag, _target_iter, donor_iter, _old, new_config in exploits:
-        rows = rows_of(summary, int(target_tag.split("_")[0]))
+        rows = rows_of(summary, int(target_tag.split("_")[0]), read)
         donor = int(donor_tag.split("_")[0])
-        donor_rows = rows_of(summary, donor)
+        donor_rows = rows_of(summary, donor, read)
         new_lr = new_config["train"]["lr"]
         from_donor = f"_{donor:05d}"
         after = [r for r in rows if r["config"]["train"]["lr"] == new_lr and r["resumed_from"].endswith(from_donor)]
