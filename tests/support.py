@@ -25,8 +25,8 @@ from typing import Any, TypeVar
 from tuner.service.local_cluster import alive
 
 VENV_BIN = Path(sys.executable).parent
-__all__ = ["Lockstep", "alive", "cli_env", "freeze", "frozen", "result_rows", "rows_by_trial", "saved_trial_states",
-           "stored_rows", "thaw", "trial_states", "wait_until"]
+__all__ = ["Lockstep", "LoopbackProxy", "alive", "cli_env", "freeze", "frozen", "result_rows", "rows_by_trial",
+           "saved_trial_states", "stored_rows", "thaw", "trial_states", "wait_until"]
 T = TypeVar("T")
 
 
@@ -334,3 +334,57 @@ def _answers(url: str) -> bool | None:
         return True
     except OSError:
         return None
+
+
+class LoopbackProxy:
+    """A TCP forwarder on a free loopback port to ``target_port``: ``stop()`` closes it and every connection through
+    it (the endpoint is down: connections are refused), ``start()`` opens it again on the same port."""
+
+    def __init__(self, target_port: int) -> None:
+        self.port, self.target = free_port(), target_port
+        self.server: socket.socket | None = None
+        self.conns: list[socket.socket] = []
+        self.lock = threading.Lock()
+
+    def start(self) -> LoopbackProxy:
+        server = socket.socket()
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        server.bind(("127.0.0.1", self.port))
+        server.listen(64)
+        self.server = server
+        threading.Thread(target=self._accept, args=(server,), daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        with self.lock:
+            server, self.server = self.server, None
+            conns, self.conns = self.conns, []
+        for s in [server, *conns]:
+            if s is not None:
+                with contextlib.suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)
+                s.close()
+
+    def _accept(self, server: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = server.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.target))
+            with self.lock:
+                if self.server is not server:
+                    client.close()
+                    upstream.close()
+                    return
+                self.conns += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(a: socket.socket, b: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := a.recv(65536):
+                b.sendall(data)
+        with contextlib.suppress(OSError):
+            b.shutdown(socket.SHUT_WR)

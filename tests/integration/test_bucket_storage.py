@@ -175,3 +175,78 @@ def test_resume_from_the_bucket_alone_after_the_driver_is_killed(ray_local, s3, 
     after = [r for r in rows[0.8] if r["resumed_at"] > 0]
     assert after and after[0]["resumed_at"] >= 1  # continued from a checkpoint in the bucket, not from scratch
     assert [r["training_iteration"] for r in rows[0.8]][-1] == 6
+
+
+STEADY = '''
+import json
+import os
+import tempfile
+import time
+
+from ray import tune
+
+
+def train(config):
+    """12 reports, one every 0.5 s, each with a checkpoint."""
+    start = 0
+    checkpoint = tune.get_checkpoint()
+    if checkpoint:
+        with checkpoint.as_directory() as d:
+            with open(os.path.join(d, "state.json")) as f:
+                start = json.load(f)["i"]
+    for i in range(start + 1, 13):
+        time.sleep(0.5)
+        with tempfile.TemporaryDirectory() as d:
+            with open(os.path.join(d, "state.json"), "w") as f:
+                json.dump({"i": i}, f)
+            tune.report({"loss": config["x"] + 1 / i, "resumed_at": start, "at": time.time()},
+                        checkpoint=tune.Checkpoint.from_directory(d))
+'''
+
+
+@pytest.mark.slow
+def test_a_sweep_rides_out_20_s_of_an_unreachable_endpoint(ray_local, s3, tmp_path, cache, monkeypatch):
+    """The bucket's endpoint refuses connections for 20 s mid-sweep: the trials' reports wait while their checkpoints'
+    uploads retry (AWS's standard backoff, tuner.storage.RETRY_ATTEMPTS), then go on; the sweep finishes with every
+    trial's results and final checkpoint in the bucket, none restarted."""
+    from support import LoopbackProxy, stored_rows
+
+    bucket = s3.bucket("outage")
+    proxy = LoopbackProxy(s3.port).start()
+    (tmp_path / "objective.py").write_text(STEADY)
+    spec = validate({"name": "outage", "storage": bucket, "storage_endpoint": f"http://127.0.0.1:{proxy.port}",
+                     "trainable": "objective:train",
+                     "search": {"algorithm": "grid", "scheduler": "fifo", "metric": "loss", "mode": "min",
+                                "max_concurrent": 2, "time_attr": "training_iteration",
+                                "space": {"x": {"grid": [0.2, 0.8]}}},
+                     "resources": {"cpus_per_worker": 0.5}}, spec_dir=str(tmp_path))
+    out: dict = {}
+    import threading
+
+    sweep = threading.Thread(target=lambda: out.setdefault("result", run_sweep(spec)))
+    sweep.start()
+    db = spec.sweep_dir.parent / "tuner.db"
+    try:
+        wait_until(lambda: (rows := stored_rows(db, "outage")) and len(rows) == 2
+                   and all(len(r) >= 3 for r in rows.values()) or None, "both trials reporting", timeout=120)
+        proxy.stop()
+        down = time.time()
+        time.sleep(20)
+        proxy.start()
+        up = time.time()
+    finally:
+        sweep.join(timeout=400)
+        proxy.stop()
+    assert "result" in out, "the sweep did not finish"
+    prefix = "outage/outage"
+    files = listing(s3, prefix)
+    summary = json.loads(read(s3, f"{prefix}/summary.json"))
+    assert all(t["state"] == "completed" and t["status"] == "TERMINATED" for t in summary["trials"])
+    for t in summary["trials"]:
+        trial = t["path"].removeprefix(f"s3://{prefix}/")
+        rows = [json.loads(line) for line in read(s3, f"{prefix}/{trial}/result.json").splitlines()]
+        assert [r["training_iteration"] for r in rows] == list(range(1, 13))
+        assert all(r["resumed_at"] == 0 for r in rows)  # never restarted: the reports waited for the endpoint
+        assert f"{trial}/checkpoint_000011/state.json" in files  # the final checkpoint
+        stalled = [r["at"] for r in rows if down <= r["at"] <= up]
+        print(f"{trial}: {len(stalled)} report(s) while the endpoint was down")

@@ -17,11 +17,15 @@ import os
 import shutil
 import tempfile
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 SCHEMES = ("s3", "gs")
+# S3 requests retry with AWS's standard backoff: 10 attempts ride out about a minute of an unreachable endpoint (a
+# trial's report waits for its checkpoint's upload meanwhile) before an upload fails and the trial with it.
+RETRY_ATTEMPTS = 10
 CREDENTIAL_VARS = ("AWS_ACCESS_KEY_ID", "AWS_PROFILE", "AWS_WEB_IDENTITY_TOKEN_FILE",
                    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_CONTAINER_CREDENTIALS_FULL_URI")
 
@@ -79,16 +83,16 @@ class Bucket:
     def child(self, *names: str) -> Bucket:
         return Bucket("/".join([self.uri, *names]), self.endpoint)
 
-    def filesystem(self) -> Any:
+    def filesystem(self, attempts: int = RETRY_ATTEMPTS) -> Any:
         import pyarrow.fs as pafs
 
         if self.scheme == "gs":
-            return pafs.GcsFileSystem()
+            return pafs.GcsFileSystem(retry_time_limit=timedelta(seconds=60 if attempts > 2 else 5))
         kwargs: dict[str, Any] = {"connect_timeout": 10, "request_timeout": 60}
         endpoint = endpoint_of(self.endpoint)
         if endpoint:
             kwargs["endpoint_override"], kwargs["scheme"] = endpoint
-        return pafs.S3FileSystem(**kwargs)
+        return _s3(attempts, kwargs)
 
     def mirror(self) -> Path:
         """The local directory the driver keeps this prefix's own files in."""
@@ -106,7 +110,7 @@ class Bucket:
             raise StorageError(f"{self.uri}: no AWS credentials (set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, "
                                f"or AWS_PROFILE, or run where an instance role provides them)")
         try:
-            info = self.filesystem().get_file_info(self.bucket)
+            info = self.filesystem(attempts=2).get_file_info(self.bucket)
         except OSError as e:
             raise StorageError(f"{self.uri}: {_reason(str(e), self.endpoint)}") from None
         if info.type == pafs.FileType.NotFound:
@@ -168,6 +172,19 @@ class Bucket:
 
     def _at(self, name: str) -> str:
         return f"{self.path}/{name}".rstrip("/") if name else self.path
+
+
+def _s3(attempts: int, kwargs: dict[str, Any]) -> Any:
+    """pyarrow's S3FileSystem with AWS's standard retries, whose settings survive pickling: Ray ships the storage
+    filesystem to every trial, and pyarrow's own pickle drops the retry strategy and timeouts. Credentials are never
+    part of it: each process reads them from its environment."""
+    import pyarrow.fs as pafs
+
+    class RetryingS3FileSystem(pafs.S3FileSystem):
+        def __reduce__(self) -> Any:
+            return _s3, (attempts, kwargs)
+
+    return RetryingS3FileSystem(retry_strategy=pafs.AwsStandardS3RetryStrategy(max_attempts=attempts), **kwargs)
 
 
 def _aws_credentials() -> bool:
