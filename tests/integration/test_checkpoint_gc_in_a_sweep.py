@@ -64,12 +64,30 @@ def train(config):
 '''
 
 
-def test_a_sweep_keeps_the_best_k_trials_checkpoints(ray_local, tmp_path, storage):
+@pytest.mark.parametrize("where", ["local", "bucket"])
+def test_a_sweep_keeps_the_best_k_trials_checkpoints(ray_local, tmp_path, storage, where, request, monkeypatch):
+    """The policy deletes on local storage and in a bucket (S3 on loopback) alike."""
     from tuner.spec import validate
     from tuner.sweep.driver import run_sweep
 
+    located: dict = {"storage": str(storage)}
+
+    def checkpoints(trial_path: str) -> list[str]:
+        return sorted(p.name for p in Path(trial_path).glob("checkpoint_*"))
+
+    if where == "bucket":
+        import pyarrow.fs as pafs
+
+        s3 = request.getfixturevalue("s3")
+        monkeypatch.setenv("TUNER_CACHE", str(tmp_path / "cache"))
+        located = {"storage": s3.bucket("gc-keep-best"), "storage_endpoint": s3.endpoint}
+
+        def checkpoints(trial_path: str) -> list[str]:
+            infos = s3.filesystem().get_file_info(pafs.FileSelector(trial_path.removeprefix("s3://")))
+            return sorted(i.base_name for i in infos if i.base_name.startswith("checkpoint_"))
+
     (tmp_path / "ckpt_objective.py").write_text(OBJECTIVE)
-    spec = validate({"name": "gc-keep-best", "storage": str(storage), "trainable": "ckpt_objective:train",
+    spec = validate({"name": "gc-keep-best", **located, "trainable": "ckpt_objective:train",
                      "checkpoint": {"keep_best": 2},
                      "search": {"metric": "loss", "mode": "min", "algorithm": "grid", "scheduler": "fifo",
                                 "max_concurrent": 2, "space": {"x": {"grid": [0.4, 0.1, 0.3, 0.2]}}}},
@@ -77,9 +95,9 @@ def test_a_sweep_keeps_the_best_k_trials_checkpoints(ray_local, tmp_path, storag
     summary = run_sweep(spec).summary
     by_x = {t["config"]["x"]: t for t in summary["trials"]}
     for x in (0.1, 0.2):  # the best two keep their best and latest
-        names = sorted(p.name for p in Path(by_x[x]["path"]).glob("checkpoint_*"))
-        assert names == ["checkpoint_000002", "checkpoint_000003"]
+        assert checkpoints(by_x[x]["path"]) == ["checkpoint_000002", "checkpoint_000003"]
         assert Path(by_x[x]["checkpoint"]).name == "checkpoint_000002"
     for x in (0.3, 0.4):  # the others keep nothing, and no longer name a checkpoint
-        assert not list(Path(by_x[x]["path"]).glob("checkpoint_*")) and by_x[x]["checkpoint"] is None
-    assert summary["best"]["config"] == {"x": 0.1} and Path(summary["best"]["checkpoint"]).is_dir()
+        assert not checkpoints(by_x[x]["path"]) and by_x[x]["checkpoint"] is None
+    best = summary["best"]["checkpoint"]
+    assert summary["best"]["config"] == {"x": 0.1} and best.rsplit("/", 1)[1] in checkpoints(best.rsplit("/", 1)[0])

@@ -14,7 +14,8 @@ Deleting while trials run races two readers of older checkpoints, so these are k
   may still restore from (`tuner.schedulers.pbt.donor_checkpoints`) is kept, and so is each live trial's latest as
   Tune sees it (an exploited trial's is its donor's).
 
-Only checkpoints on a local (or mounted) filesystem are collected; those on remote storage are kept.
+Checkpoints on a local (or mounted) filesystem and in a bucket (``fs``: the sweep's pyarrow filesystem) are collected
+alike; a bucket holds no sharded trials.
 """
 
 from __future__ import annotations
@@ -153,7 +154,9 @@ class Disk(NamedTuple):
     target: str | None  # a sharded trial's Ray Train checkpoint, deleted with its pointer
 
 
-def measure(path: Path) -> Disk:
+def measure(path: Path, fs: Any = None) -> Disk:
+    if fs is not None:
+        return Disk(_bucket_size(fs, path), None)
     target = _train_target(path)
     return Disk(_tree_size(path) + (_tree_size(Path(target)) if target else 0), target)
 
@@ -177,10 +180,38 @@ def _tree_size(path: Path) -> int:
     return total
 
 
-def remove(path: Path, target: str | None, kept_targets: set[str]) -> None:
+def _bucket_size(fs: Any, path: Path) -> int:
+    import pyarrow.fs as pafs
+
+    infos = fs.get_file_info(pafs.FileSelector(str(path), recursive=True, allow_not_found=True))
+    return sum(i.size or 0 for i in infos if i.type == pafs.FileType.File)
+
+
+def remove(path: Path, target: str | None, kept_targets: set[str], fs: Any = None) -> None:
+    if fs is not None:
+        try:
+            fs.delete_dir(str(path))
+        except OSError as e:  # gone already, or the bucket unreachable: kept, and said
+            log.warning("could not delete the checkpoint %s: %s", path, e)
+        return
     if target and target not in kept_targets:
         shutil.rmtree(target, ignore_errors=True)
     shutil.rmtree(path, ignore_errors=True)
+
+
+def _checkpoint_dirs(trial_path: str, fs: Any) -> list[Path]:
+    if fs is None:
+        return list(Path(trial_path).glob("checkpoint_*"))
+    import pyarrow.fs as pafs
+
+    selector = pafs.FileSelector(fs_path(trial_path), allow_not_found=True)
+    return [Path(i.path) for i in fs.get_file_info(selector)
+            if i.type == pafs.FileType.Directory and i.base_name.startswith("checkpoint_")]
+
+
+def fs_path(path: str) -> str:
+    """A path as a pyarrow filesystem names it: a bucket URI without its scheme."""
+    return path.split("://", 1)[-1]
 
 
 def to_bytes(gb: float | None) -> int | None:
@@ -190,30 +221,30 @@ def to_bytes(gb: float | None) -> int | None:
 # --- at the end of a sweep --------------------------------------------------------------------------------------------
 
 def prune(trials: list[dict[str, Any]], *, mode: Mode | None = None, keep_best: int | None = None,
-          max_total_gb: float | None = None) -> Pruned:
+          max_total_gb: float | None = None, fs: Any = None) -> Pruned:
     """Apply `plan` to the checkpoints of these ended trials (summary.json's: ``trial_id``, ``path``, ``value``,
-    ``checkpoint`` = the best one); a sharded trial's Ray Train checkpoints go with their pointers. ``mode`` ranks
-    the trials, needed with ``keep_best`` or ``max_total_gb``. Returns how many checkpoints were deleted, the bytes
-    freed, and by how many bytes what is left still exceeds ``max_total_gb``."""
+    ``checkpoint`` = the best one; in a bucket, ``fs`` is its filesystem); a sharded trial's Ray Train checkpoints go
+    with their pointers. ``mode`` ranks the trials, needed with ``keep_best`` or ``max_total_gb``. Returns how many
+    checkpoints were deleted, the bytes freed, and by how many bytes what is left still exceeds ``max_total_gb``."""
     if mode is None and (keep_best is not None or max_total_gb is not None):
         raise ValueError("prune ranks trials when keep_best or max_total_gb is set: pass mode")
     disks: dict[Path, Disk] = {}
-    records = [c for t in trials for c in _on_disk(t, disks)]
+    records = [c for t in trials for c in _on_disk(t, disks, fs)]
     p = plan(records, mode=mode or "min", keep_best=keep_best, max_total_bytes=to_bytes(max_total_gb),
              now=time.time(), grace_s=0.0)
     doomed = set(p.delete)
     kept_targets = {t for c in records if c.path not in doomed and (t := disks[c.path].target)}
     for path in p.delete:
-        remove(path, disks[path].target, kept_targets)
+        remove(path, disks[path].target, kept_targets, fs)
     return Pruned(len(p.delete), sum(disks[path].size for path in p.delete), p.over_limit_bytes)
 
 
-def _on_disk(trial: dict[str, Any], disks: dict[Path, Disk]) -> list[Saved]:
-    found = sorted(Path(trial["path"]).glob("checkpoint_*"))  # Tune's names sort by index
+def _on_disk(trial: dict[str, Any], disks: dict[Path, Disk], fs: Any = None) -> list[Saved]:
+    found = sorted(_checkpoint_dirs(trial["path"], fs))  # Tune's names sort by index
     best = Path(trial["checkpoint"]).name if trial.get("checkpoint") else None
     out = []
     for c in found:
-        disks[c] = measure(c)
+        disks[c] = measure(c, fs)
         out.append(Saved(trial["trial_id"], c, score=trial.get("value") if c.name == best else None,
                          size=disks[c].size, superseded_at=None if c == found[-1] else 0.0,
                          trial_value=trial.get("value")))

@@ -16,7 +16,7 @@ from tuner._util.tree import python_value
 from tuner.spec import Spec
 from tuner.spec import space as sp
 from tuner.spec.fidelity import Fidelity
-from tuner.sweep.checkpoint_policy import prune
+from tuner.sweep.checkpoint_policy import fs_path, prune
 
 # Ray's bookkeeping fields that say nothing about a trial's outcome (the tag repeats the whole config).
 RAY_BOOKKEEPING = ("config", "experiment_tag", "should_checkpoint", "checkpoint_dir_name")
@@ -131,18 +131,25 @@ def merged(old: dict[str, Any], new: dict[str, Any], mode: str) -> dict[str, Any
 def prune_ended(spec: Spec, trials: list[dict[str, Any]]) -> int:
     """The end-of-sweep pass of the checkpoint policy (tuner.sweep.checkpoint_policy) over ended trials; a trial
     whose best checkpoint went with it no longer names one. How many checkpoints were deleted."""
-    if spec.bucket is not None:
-        return 0  # checkpoints in a bucket are kept (the policy deletes on local or shared filesystems)
     c = spec.checkpoint
-    pruned = prune(trials, mode=spec.search.mode, keep_best=c.keep_best, max_total_gb=c.max_total_gb)
+    fs = spec.bucket.filesystem() if spec.bucket is not None else None
+    pruned = prune(trials, mode=spec.search.mode, keep_best=c.keep_best, max_total_gb=c.max_total_gb, fs=fs)
     if pruned.over_limit_bytes:
         logging.getLogger(__name__).warning(
             "the sweep's checkpoints exceed checkpoint.max_total_gb=%s by %.3f GB: the best trial's is kept",
             c.max_total_gb, pruned.over_limit_bytes / 1e9)
     for t in trials:
-        if t.get("checkpoint") and not Path(t["checkpoint"]).exists():
+        if t.get("checkpoint") and not _exists(t["checkpoint"], fs):
             t["checkpoint"] = None
     return pruned.deleted
+
+
+def _exists(path: str, fs: Any) -> bool:
+    if fs is None:
+        return Path(path).exists()
+    import pyarrow.fs as pafs
+
+    return bool(fs.get_file_info(fs_path(path)).type != pafs.FileType.NotFound)
 
 
 def leaderboard_rows(summary: dict[str, Any]) -> list[dict[str, Any]]:

@@ -54,6 +54,7 @@ class CheckpointGC(Callback):
         self._values: dict[str, float] = {}  # the best metric each trial reported
         self._ended: dict[str, float] = {}  # when each trial completed or failed
         self._disks: dict[str, Disk] = {}  # checkpoints are immutable: measured once
+        self._fs: Any = None  # the bucket's filesystem, for a sweep whose storage is one (None: local)
         self._over = False
 
     @_guarded
@@ -66,7 +67,7 @@ class CheckpointGC(Callback):
 
     @_guarded
     def on_checkpoint(self, iteration: int, trials: list, trial: Any, checkpoint: Any, **info: Any) -> None:
-        path = _local_path(checkpoint)
+        path = self._path(checkpoint)
         # A PBT- or pause-requested save of a function trainable hands back the checkpoint it last reported.
         if path is None or any(r.path == path for recs in self._checkpoints.values() for r in recs):
             return
@@ -99,7 +100,7 @@ class CheckpointGC(Callback):
         doomed = {str(path) for path in p.delete}
         kept_targets = {t for c in records if str(c.path) not in doomed and (t := self._disks[str(c.path)].target)}
         for path in p.delete:
-            remove(path, self._disks[str(path)].target, kept_targets)
+            remove(path, self._disks[str(path)].target, kept_targets, self._fs)
         if p.delete:
             log.debug("checkpoint GC deleted %d checkpoints (%d bytes)", len(p.delete),
                       sum(self._disks[str(path)].size for path in p.delete))
@@ -120,7 +121,7 @@ class CheckpointGC(Callback):
 
     def _disk(self, path: str) -> Disk:
         if path not in self._disks:
-            self._disks[path] = measure(Path(path))
+            self._disks[path] = measure(Path(path), self._fs)
         return self._disks[path]
 
     def _is_live(self, trial_id: str, trial: Any, now: float) -> bool:
@@ -131,8 +132,17 @@ class CheckpointGC(Callback):
 
     def _needed(self, trials: list) -> set[str]:
         paths = {p for t in trials if t.status not in ENDED and t.trial_id not in self._ended
-                 if (p := _local_path(t.checkpoint))}
+                 if (p := self._path(t.checkpoint))}
         return paths | {os.path.normpath(p) for p in donor_checkpoints(self.scheduler)}
+
+    def _path(self, checkpoint: Any) -> str | None:
+        """A checkpoint's path, local or in the sweep's bucket (whose filesystem is kept for deleting there)."""
+        fs = getattr(checkpoint, "filesystem", None)
+        if checkpoint is None or fs is None:
+            return None
+        if not isinstance(fs, pyarrow.fs.LocalFileSystem):
+            self._fs = self._fs or fs
+        return os.path.normpath(checkpoint.path)
 
     def _forget(self, paths: set[str]) -> None:
         for tid, recs in self._checkpoints.items():
@@ -147,10 +157,6 @@ class CheckpointGC(Callback):
         self._over = over > 0
 
 
-def _local_path(checkpoint: Any) -> str | None:
-    if checkpoint is None or not isinstance(getattr(checkpoint, "filesystem", None), pyarrow.fs.LocalFileSystem):
-        return None
-    return os.path.normpath(checkpoint.path)
 
 
 def _number(v: Any) -> float | None:
