@@ -38,6 +38,24 @@ def decode(config: dict[str, Any]) -> TrialConfig:
                        Fidelity(**run["fidelity"]), run["data_dir"], run["train_storage"])
 
 
+def data_on_this_node(trial: TrialConfig) -> str:
+    """The sweep's tokenized corpus on this node's disk: the driver's copy where this node shares the driver's disk
+    (one machine, a shared file system), else tokenized here once into the same cache path (a bucket-backed cluster's
+    nodes share no disk); the content hash that names the directory is the same on every node."""
+    if (Path(trial.data_dir) / "meta.json").is_file():
+        return trial.data_dir
+    from tuner.trial.data import prepare
+    from tuner.trial.model import build_tokenizer
+
+    data = trial.spec.data
+    prepared = prepare(data.source, build_tokenizer(trial.spec.model), Path(trial.data_dir).parent,
+                       val_fraction=data.val_fraction, text_field=data.text_field)
+    if prepared.path != Path(trial.data_dir):
+        raise RuntimeError(f"the corpus tokenized on this node ({prepared.path}) differs from the driver's "
+                           f"({trial.data_dir}): data.source must name the same files on every node")
+    return str(prepared.path)
+
+
 def train_llm(config: dict[str, Any]) -> None:
     """The Ray Tune function trainable: one trial, in this process or sharded over a Ray Train worker group."""
     import ray
@@ -57,5 +75,5 @@ def train_llm(config: dict[str, Any]) -> None:
     if checkpoint is not None:
         with checkpoint.as_directory() as d:
             restore = load_checkpoint(d)
-    fit(trial.spec, trial.fidelity, trial.data_dir, report, restore=restore,
+    fit(trial.spec, trial.fidelity, data_on_this_node(trial), report, restore=restore,
         trial_id=tune.get_context().get_trial_id())

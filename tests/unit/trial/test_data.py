@@ -74,3 +74,23 @@ def test_batches_are_a_pure_function_of_the_step(tmp_path, tok, corpus):
     assert v.shape == (10, 16) and (v == data.val_windows(160, 16)).all()
     with pytest.raises(DataError):
         data.check(seq_len=10**7)
+
+
+def test_a_node_without_the_drivers_disk_tokenizes_the_same_corpus_into_the_same_path(tmp_path, corpus, tiny_raw):
+    """A bucket-backed cluster's nodes share no disk: a trial whose node lacks the prepared corpus makes it there,
+    under the same content-hash name the driver's copy has."""
+    import shutil
+
+    from tuner.spec import TrialSpec, validate
+    from tuner.spec.fidelity import fidelity
+    from tuner.sweep.tuner import prepare_data
+    from tuner.trial.entry import TrialConfig, data_on_this_node
+
+    spec = validate(tiny_raw(storage=str(tmp_path / "sweeps")))
+    on_driver = prepare_data(spec)
+    meta = (on_driver / "meta.json").read_text()
+    shutil.rmtree(on_driver.parent)  # this node has none of it
+    trial = TrialConfig(TrialSpec.model_validate({k: getattr(spec, k) for k in TrialSpec.model_fields}),
+                        fidelity(spec), str(on_driver), "")
+    assert data_on_this_node(trial) == str(on_driver)
+    assert (on_driver / "meta.json").read_text() == meta
