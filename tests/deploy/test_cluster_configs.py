@@ -27,7 +27,9 @@ else:  # pytest brings tomli on Python 3.10
     import tomli as tomllib
 
 REPO = Path(__file__).resolve().parents[2]
-LAUNCHER_CONFIGS = ["cluster/aws-gpu.yaml", "cluster/gcp-gpu.yaml"]
+SHARED_FS_CONFIGS = ["cluster/aws-gpu.yaml", "cluster/gcp-gpu.yaml"]
+BUCKET_CONFIGS = ["cluster/aws-gpu-s3.yaml", "cluster/gcp-gpu-gcs.yaml"]  # storage in a bucket: no shared mount
+LAUNCHER_CONFIGS = SHARED_FS_CONFIGS + BUCKET_CONFIGS
 KUBERAY = REPO / "cluster" / "kuberay"
 K8S_VERSION = "1.33"  # the oldest Kubernetes the manifests target (EKS and GKE still serve it)
 SWEEPS = "/mnt/sweeps"
@@ -112,7 +114,7 @@ def test_launcher_nodes_run_one_cuda_image(path: str) -> None:
     assert len(refs) == 1 and refs.pop().endswith("-cuda")
 
 
-@pytest.mark.parametrize("path", LAUNCHER_CONFIGS)
+@pytest.mark.parametrize("path", SHARED_FS_CONFIGS)
 def test_launcher_nodes_share_the_sweeps_mount(path: str) -> None:
     cfg = launcher(path)
     assert f"-v {SWEEPS}:{SWEEPS}" in cfg["docker"]["run_options"]
@@ -144,10 +146,29 @@ def test_launcher_start_commands_run_rays_console_script(path: str) -> None:
 @pytest.mark.parametrize("path", LAUNCHER_CONFIGS)
 def test_launcher_header_gives_the_commands(path: str) -> None:
     text = header(REPO / path)
+    storage = f"storage={SWEEPS}" if path in SHARED_FS_CONFIGS else "storage=s3://" if "aws" in path else "storage=gs://"
     for command in (f"ray up {path}", f"ray dashboard {path}", f"ray attach {path}", f"ray down {path}",
                     "ray get-auth-token --generate", "export RAY_AUTH_MODE=token",
-                    "tuner submit jobs/quickstart.yaml --address http://127.0.0.1:8265", f"storage={SWEEPS}"):
+                    "tuner submit jobs/quickstart.yaml --address http://127.0.0.1:8265", storage):
         assert command in text, command
+
+
+@pytest.mark.parametrize("path", BUCKET_CONFIGS)
+def test_bucket_launchers_reach_the_bucket_with_a_role_not_keys(path: str) -> None:
+    """No shared mount, and every node has an identity the bucket admits: an instance profile (AWS) or a service
+    account (GCP); no credentials in the config."""
+    from tuner._util.storage import malformed
+
+    cfg = launcher(path)
+    assert not any(SWEEPS in option for option in cfg["docker"]["run_options"])
+    assert not cfg["initialization_commands"]
+    for name, node in cfg["available_node_types"].items():
+        identity = node["node_config"].get("IamInstanceProfile") or node["node_config"].get("serviceAccounts")
+        assert identity, f"{name} has no role to reach the bucket with"
+    text = (REPO / path).read_text()
+    assert "AWS_SECRET_ACCESS_KEY" not in text and "private_key" not in text
+    uri = re.search(r"storage=(\S+)", text).group(1)
+    assert malformed(uri) is None, uri
 
 
 # --- KubeRay: the ray.io/v1 fields we use, as KubeRay's CRDs and API reference define them -------------------------
@@ -447,7 +468,8 @@ def test_kuberay_headers_give_the_commands() -> None:
 
 # --- every file ---------------------------------------------------------------------------------------------------
 
-DOCUMENTED = [*LAUNCHER_CONFIGS, "cluster/kuberay/raycluster.yaml", "docker/compose.yaml", "cluster/README.md"]
+CLUSTER_README = "cluster/README.md"
+DOCUMENTED = [*LAUNCHER_CONFIGS, "cluster/kuberay/raycluster.yaml", "docker/compose.yaml", CLUSTER_README]
 CONFIGS = [*LAUNCHER_CONFIGS, *(f"cluster/kuberay/{p.name}" for p in sorted(KUBERAY.glob("*.yaml"))),
            "docker/compose.yaml", "docker/Dockerfile.cuda", "docker/Dockerfile.cpu"]
 
@@ -465,8 +487,10 @@ def test_documented_submit_commands_name_a_spec_that_validates_with_their_overri
     assert commands
     for words in commands:
         overrides = [w for flag, w in zip(words, words[1:], strict=False) if flag == "--set"]
-        assert f"storage={SWEEPS}" in overrides and "--address" in words, words
-        load(REPO / words[2], overrides)
+        storage = next(w for w in overrides if w.startswith("storage="))
+        bucket = storage.startswith(("storage=s3://", "storage=gs://")) and path in [*BUCKET_CONFIGS, CLUSTER_README]
+        assert (storage == f"storage={SWEEPS}" or bucket) and "--address" in words, words
+        load(REPO / words[2], overrides)  # a bucket URI validates too (the bucket is checked when the sweep runs)
 
 
 @pytest.mark.parametrize("path", CONFIGS)
