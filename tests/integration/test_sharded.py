@@ -123,20 +123,34 @@ def _train_run_workers(run_name: str) -> list[int]:
             for attempt in attempts.get(run_id, {}).values() if attempt.end_time_ns is None for w in attempt.workers]
 
 
-def train_run_progress(sweep_dir: Path) -> dict[str, int]:
-    """Each trial's latest Train run (the one with the newest checkpoint: an exploit starts a new one) -> the step of
-    that checkpoint (its workers are at most two reports past it)."""
-    runs = []
-    for run in sweep_dir.glob("train/*"):
-        with contextlib.suppress(OSError):
-            newest = max((c.stat().st_mtime for c in run.glob("checkpoint_*")), default=run.stat().st_mtime)
-            runs.append((newest, max(_train_checkpoint_steps(run), default=0), run.name))
-    latest = {name.rsplit("-", 1)[0]: (step, name) for _, step, name in sorted(runs)}
-    return {name: step for step, name in latest.values()}
+def train_run_progress(db: Path, sweep: str) -> dict[str, int]:
+    """Each trial's latest Train run -> the step of its last report in the sweep store (the run's workers are at most
+    two reports past it)."""
+    return {rows[-1]["train_run"]: rows[-1]["step"] for rows in stored_rows(db, sweep).values() if rows}
 
 
-def test_pbt_exploits_two_worker_fsdp_trials(ray_local, tiny_raw):
+@pytest.mark.parametrize("where", ["local", "bucket"])
+def test_pbt_exploits_two_worker_fsdp_trials(ray_local, tiny_raw, where, request, monkeypatch, tmp_path):
+    """On local storage, and in a bucket (S3 on loopback): there Ray Train writes each run's checkpoints to the bucket
+    and the exploiting trial's workers restore the donor's from it."""
     steps_per_report = 10
+    over: dict = {}
+
+    def read(path: str) -> str:
+        return Path(path).read_text()
+
+    if where == "bucket":
+        s3 = request.getfixturevalue("s3")
+        monkeypatch.setenv("TUNER_CACHE", str(tmp_path / "cache"))
+        over = {"storage": s3.bucket("sharded-pbt"), "storage_endpoint": s3.endpoint}
+
+        def read(path: str) -> str:
+            with s3.filesystem().open_input_stream(path.removeprefix("s3://")) as f:
+                return f.read().decode()
+
+    def trial_rows(trial: dict) -> list[dict]:
+        return [json.loads(line) for line in read(f"{trial['path']}/result.json").splitlines()]
+
     # An exploit needs the better trial to be in the upper quantile at one of its perturbations (every 20 steps)
     # while the worse one has a result, and then the worse one to reach a perturbation: the trials are kept in step
     # (a Train run that started late would otherwise leave the other to finish alone), and there are three.
@@ -146,29 +160,30 @@ def test_pbt_exploits_two_worker_fsdp_trials(ray_local, tiny_raw):
                 "perturbation_interval": 20 * 4 * 2 * 32,  # 20 steps' tokens
                 "space": {"train.lr": {"choice": [1.0e-4, 2.0e-2]}}, "points_to_evaluate": [
                     {"train.lr": 1.0e-4}, {"train.lr": 2.0e-2}]},
-        resources={"workers_per_trial": 2, "cpus_per_worker": 0.5, "strategy": "fsdp"}))
-    with Lockstep(lambda: train_run_progress(spec.sweep_dir), _train_run_workers, lead=steps_per_report, trials=2,
+        resources={"workers_per_trial": 2, "cpus_per_worker": 0.5, "strategy": "fsdp"}, **over))
+    db = spec.sweep_dir.parent / "tuner.db"
+    with Lockstep(lambda: train_run_progress(db, spec.name), _train_run_workers, lead=steps_per_report, trials=2,
                   end=80) as lockstep:
         result = run_sweep(spec)
     print(f"the trial ahead was held {lockstep.holds} time(s)")
-    exploits = [json.loads(line) for line in (result.path / "pbt_global.txt").read_text().splitlines()]
+    exploits = [json.loads(line) for line in read(f"{spec.location}/pbt_global.txt").splitlines()]
     assert exploits, "no exploit happened"
     by_index = {int(t["trial_id"].rsplit("_", 1)[1]): t for t in result.trials}
     for target_tag, donor_tag, _target_iter, donor_iter, _old, new_config in exploits:
         target, donor = by_index[int(target_tag.split("_")[0])], by_index[int(donor_tag.split("_")[0])]
         new_lr = new_config["train"]["lr"]
-        after = [r for r in rows(target)
+        after = [r for r in trial_rows(target)
                  if r["resumed_from"] == donor["trial_id"] and r["config"]["train"]["lr"] == new_lr]
         assert after, "the exploiting trial never trained from the donor's checkpoint"
         first = after[0]
         assert first["wrapper"] == "FSDP2"
-        assert first["resumed_at_step"] in {r["step"] for r in rows(donor)}
+        assert first["resumed_at_step"] in {r["step"] for r in trial_rows(donor)}
         assert 0 < first["resumed_at_step"] <= donor_iter * steps_per_report
         assert first["step"] == first["resumed_at_step"] + steps_per_report
         assert math.isclose(first["lr"], new_lr, rel_tol=1e-12)  # its own new lr, on every rank's optimizer
     assert all(t["last_result"]["world_size"] == 2 for t in result.trials)
     # Only an exploited trial restarts (a new Train run); the donor trains on in its first one.
-    donor_runs = {r["train_run"] for r in rows(by_index[int(exploits[0][1].split("_")[0])])}
+    donor_runs = {r["train_run"] for r in trial_rows(by_index[int(exploits[0][1].split("_")[0])])}
     assert len(donor_runs) == 1
     # A trial PBT paused to exploit aborted its Train run: nothing trains on, holding CPUs, after the sweep.
     deadline = time.monotonic() + 30

@@ -15,7 +15,7 @@ Deleting while trials run races two readers of older checkpoints, so these are k
   Tune sees it (an exploited trial's is its donor's).
 
 Checkpoints on a local (or mounted) filesystem and in a bucket (``fs``: the sweep's pyarrow filesystem) are collected
-alike; a bucket holds no sharded trials.
+alike (in a bucket, a sharded trial's pointer is read there to find its Ray Train checkpoint).
 """
 
 from __future__ import annotations
@@ -156,7 +156,8 @@ class Disk(NamedTuple):
 
 def measure(path: Path, fs: Any = None) -> Disk:
     if fs is not None:
-        return Disk(_bucket_size(fs, path), None)
+        target = _bucket_train_target(fs, path)
+        return Disk(_bucket_size(fs, path) + (_bucket_size(fs, Path(target)) if target else 0), target)
     target = _train_target(path)
     return Disk(_tree_size(path) + (_tree_size(Path(target)) if target else 0), target)
 
@@ -180,6 +181,20 @@ def _tree_size(path: Path) -> int:
     return total
 
 
+def _bucket_train_target(fs: Any, path: Path) -> str | None:
+    """A sharded trial's pointer in a bucket: the Ray Train checkpoint it names (a path in the same bucket)."""
+    import json
+
+    try:
+        with fs.open_input_stream(f"{path}/{POINTER}") as f:
+            return str(json.loads(f.read())["checkpoint"])
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError) as e:
+        log.warning("checkpoint %s: unreadable %s (%s); its Ray Train checkpoint is kept", path, POINTER, e)
+        return None
+
+
 def _bucket_size(fs: Any, path: Path) -> int:
     import pyarrow.fs as pafs
 
@@ -189,10 +204,11 @@ def _bucket_size(fs: Any, path: Path) -> int:
 
 def remove(path: Path, target: str | None, kept_targets: set[str], fs: Any = None) -> None:
     if fs is not None:
-        try:
-            fs.delete_dir(str(path))
-        except OSError as e:  # gone already, or the bucket unreachable: kept, and said
-            log.warning("could not delete the checkpoint %s: %s", path, e)
+        for doomed in ([target] if target and target not in kept_targets else []) + [str(path)]:
+            try:
+                fs.delete_dir(doomed)
+            except OSError as e:  # gone already, or the bucket unreachable: kept, and said
+                log.warning("could not delete the checkpoint %s: %s", doomed, e)
         return
     if target and target not in kept_targets:
         shutil.rmtree(target, ignore_errors=True)

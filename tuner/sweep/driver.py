@@ -255,9 +255,15 @@ def _export_best(spec: Spec, summary: dict[str, Any]) -> None:
     if bucket is None:
         summary["best_model"] = str(export_model(best["checkpoint"], spec.sweep_dir / "best_model"))
         return
+    from tuner.trial.parallel import POINTER, resolve_checkpoint
+
     with tempfile.TemporaryDirectory(prefix="tuner-best-") as tmp:
-        checkpoint = storage.Bucket(best["checkpoint"], bucket.endpoint)
-        checkpoint.download("", Path(tmp) / "checkpoint")
-        export_model(Path(tmp) / "checkpoint", spec.sweep_dir / "best_model")
+        local = Path(tmp) / "checkpoint"
+        storage.Bucket(best["checkpoint"], bucket.endpoint).download("", local)
+        if (local / POINTER).is_file():  # a sharded trial's: the weights are in its Ray Train checkpoint
+            target = f"{bucket.scheme}://{resolve_checkpoint(local)}"
+            local = Path(tmp) / "train_checkpoint"
+            storage.Bucket(target, bucket.endpoint).download("", local)
+        export_model(local, spec.sweep_dir / "best_model")
     records.publish(spec, "best_model")
     summary["best_model"] = bucket.child("best_model").uri

@@ -85,7 +85,7 @@ def param_space(spec: Spec, f: Fidelity, data_dir: Path | None) -> dict[str, Any
         tree.set_path(space, key, domain)
     bucket = spec.bucket
     train = bucket.child("train").uri if bucket is not None else str(spec.sweep_dir / "train")
-    space["run"] = run_config(data_dir, f, train)
+    space["run"] = run_config(data_dir, f, train, spec.storage_endpoint)
     return space
 
 

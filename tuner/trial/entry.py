@@ -23,19 +23,22 @@ class TrialConfig(NamedTuple):
     spec: TrialSpec
     fidelity: Fidelity
     data_dir: str
-    train_storage: str  # where a sharded trial's Ray Train runs write their checkpoints
+    train_storage: str  # where a sharded trial's Ray Train runs write their checkpoints: a directory or a bucket URI
+    storage_endpoint: str | None = None  # the bucket's S3-compatible endpoint, if any
 
 
-def run_config(data_dir: Path | None, fidelity: Fidelity, train_storage: str) -> dict[str, Any]:
+def run_config(data_dir: Path | None, fidelity: Fidelity, train_storage: str,
+               storage_endpoint: str | None = None) -> dict[str, Any]:
     """The ``run`` entry of the param space (what ``decode`` reads back)."""
-    return {"data_dir": str(data_dir), "fidelity": fidelity.as_dict(), "train_storage": str(train_storage)}
+    return {"data_dir": str(data_dir), "fidelity": fidelity.as_dict(), "train_storage": str(train_storage),
+            "storage_endpoint": storage_endpoint}
 
 
 def decode(config: dict[str, Any]) -> TrialConfig:
     config = python_value(config)  # some searchers suggest numpy scalars
     run = config["run"]
     return TrialConfig(TrialSpec.model_validate({k: config[k] for k in TrialSpec.model_fields}),
-                       Fidelity(**run["fidelity"]), run["data_dir"], run["train_storage"])
+                       Fidelity(**run["fidelity"]), run["data_dir"], run["train_storage"], run.get("storage_endpoint"))
 
 
 def data_on_this_node(trial: TrialConfig) -> str:
@@ -63,7 +66,7 @@ def train_llm(config: dict[str, Any]) -> None:
 
     trial = decode(config)
     if trial.spec.resources.workers_per_trial > 1:
-        return train_sharded(trial.spec, trial.fidelity, trial.data_dir, trial.train_storage)
+        return train_sharded(trial.spec, trial.fidelity, trial.data_dir, trial.train_storage, trial.storage_endpoint)
 
     node = {"node_id": ray.get_runtime_context().get_node_id()}  # on a cluster: which node the trial ran on
 

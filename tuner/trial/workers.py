@@ -17,6 +17,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from tuner._util.storage import Bucket, is_remote
 from tuner.spec import ResourcesSpec, TrialSpec
 from tuner.spec.fidelity import Fidelity
 from tuner.trial.loop import NonFiniteLossError, fit
@@ -58,8 +59,11 @@ def _relay_class() -> Any:
     return Relay
 
 
-def train_sharded(spec: TrialSpec, fidelity: Fidelity, data_dir: str, train_storage: str) -> None:
-    """The body of the Tune function trial for a sharded trial: one Train run, its reports relayed to Tune."""
+def train_sharded(spec: TrialSpec, fidelity: Fidelity, data_dir: str, train_storage: str,
+                  storage_endpoint: str | None = None) -> None:
+    """The body of the Tune function trial for a sharded trial: one Train run, its reports relayed to Tune. With
+    ``train_storage`` a bucket URI, Ray Train writes the run's checkpoints there, and the workers read the one they
+    restore from there."""
     from ray import tune
     from ray.util.queue import Queue
 
@@ -71,8 +75,9 @@ def train_sharded(spec: TrialSpec, fidelity: Fidelity, data_dir: str, train_stor
             restore = str(resolve_checkpoint(d))
     queue = Queue(actor_options={"num_cpus": 0})
     run_name = f"{trial_id}-{uuid.uuid4().hex[:8]}"
+    bucket = Bucket(train_storage, storage_endpoint) if is_remote(train_storage) else None
     trainer = _trainer(spec, {"spec": spec, "fidelity": fidelity, "data_dir": data_dir, "restore": restore,
-                              "trial_id": trial_id}, run_name, train_storage, queue)
+                              "trial_id": trial_id, "bucket": bucket}, run_name, train_storage, queue, bucket)
     outcome: dict[str, BaseException] = {}
 
     def run() -> None:
@@ -99,14 +104,16 @@ def train_sharded(spec: TrialSpec, fidelity: Fidelity, data_dir: str, train_stor
             queue.shutdown()
 
 
-def _trainer(spec: TrialSpec, loop_config: dict[str, Any], run_name: str, train_storage: str, queue: Any) -> Any:
+def _trainer(spec: TrialSpec, loop_config: dict[str, Any], run_name: str, train_storage: str, queue: Any,
+             bucket: Bucket | None = None) -> Any:
     from ray.train import CheckpointConfig, FailureConfig, RunConfig
     from ray.train.torch import TorchTrainer
 
     return TorchTrainer(
         _worker_loop, train_loop_config=loop_config, scaling_config=scaling_config(spec.resources),
         run_config=RunConfig(
-            name=run_name, storage_path=train_storage, callbacks=[_relay_class()(queue)],
+            name=run_name, storage_path=bucket.path if bucket else train_storage, callbacks=[_relay_class()(queue)],
+            storage_filesystem=bucket.filesystem() if bucket else None,
             failure_config=FailureConfig(max_failures=spec.resources.max_worker_failures),
             # Keep them all: Tune's pointers (and PBT donors) name them; the sweep's checkpoint policy is Tune's.
             checkpoint_config=CheckpointConfig(num_to_keep=None)),
@@ -155,6 +162,8 @@ def _worker_loop(cfg: dict[str, Any]) -> None:
         ray.train.report({**metrics, **node}, checkpoint=ray.train.Checkpoint.from_directory(checkpoint_dir))
 
     own = ray.train.get_checkpoint()
+    if own is None and cfg["restore"] is not None and cfg.get("bucket") is not None:  # a checkpoint in the bucket
+        own = ray.train.Checkpoint(cfg["restore"], filesystem=cfg["bucket"].filesystem())
     with own.as_directory() if own is not None else contextlib.nullcontext(cfg["restore"]) as restore:
         try:
             fit(cfg["spec"], cfg["fidelity"], cfg["data_dir"], report, restore=restore, trial_id=cfg["trial_id"])

@@ -27,10 +27,6 @@ def cross_checks(spec: Spec, raw: dict[str, Any]) -> list[Problem]:
     if storage.is_remote(spec.storage):
         problem = storage.malformed(spec.storage)
         out += [("storage", problem)] if problem else []
-        if spec.resources.workers_per_trial > 1:
-            out.append(("resources.workers_per_trial", "sharded trials keep Ray Train checkpoints on a local or "
-                                                       "shared path; bucket storage is for single-process trials "
-                                                       "for now"))
     else:
         out += _check_storage_path(spec)
         if spec.storage_endpoint:
