@@ -6,6 +6,7 @@ import copy
 import logging
 import os
 import re
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,10 @@ os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
 os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
 os.environ.setdefault("AWS_REGION", "us-east-1")
 os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
+# Tracking tests: W&B offline, its runs in one session directory (Ray's W&B actors inherit this environment).
+os.environ["WANDB_MODE"] = "offline"
+os.environ["WANDB_SILENT"] = "true"
+os.environ.setdefault("WANDB_DIR", tempfile.mkdtemp(prefix="tuner-wandb-"))
 
 TINY: dict[str, Any] = {
     "model": {"family": "llama", "hidden_size": 32, "num_layers": 1, "num_heads": 2},

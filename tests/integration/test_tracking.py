@@ -1,47 +1,54 @@
-"""The spec's ``tracking`` through Ray's logger callbacks, offline: W&B in offline mode and MLflow on a local SQLite
-store each get one run per trial with the sweep's metric."""
+"""The spec's ``tracking`` through Ray's logger callbacks, offline: W&B in offline mode (conftest sets WANDB_MODE and
+WANDB_DIR before Ray starts) and MLflow on a local SQLite store each get one run per trial with the sweep's metric."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
+import os
+from pathlib import Path
 
 import pytest
-import yaml
-from support import cli_env
 
 from tuner.spec import validate
 from tuner.sweep.driver import run_sweep
 
 pytestmark = pytest.mark.integration
 
+OBJECTIVE = '''
+from ray import tune
 
-def test_mlflow_gets_one_run_per_trial_with_the_metric(ray_local, tiny_raw, tmp_path):
+
+def train(config):
+    for i in range(1, 4):
+        tune.report({"val_loss": config["x"] + 1 / i})
+'''
+
+
+def sweep(tmp_path: Path, name: str, tracking: dict) -> dict:
+    (tmp_path / "tracked.py").write_text(OBJECTIVE)
+    spec = validate({"name": name, "storage": str(tmp_path / "sweeps"), "trainable": "tracked:train",
+                     "tracking": tracking,
+                     "search": {"metric": "val_loss", "mode": "min", "algorithm": "grid", "scheduler": "fifo",
+                                "max_concurrent": 2, "space": {"x": {"grid": [0.2, 0.8]}}}}, spec_dir=str(tmp_path))
+    return run_sweep(spec).summary
+
+
+def test_mlflow_gets_one_run_per_trial_with_the_metric(ray_local, tmp_path):
     import mlflow
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    result = run_sweep(validate(tiny_raw(tracking={"mlflow": {"tracking_uri": uri, "experiment": "tuned"}})))
-    runs = mlflow.MlflowClient(uri).search_runs([mlflow.MlflowClient(uri).get_experiment_by_name("tuned")
-                                                 .experiment_id])
-    assert len(runs) == len(result.trials) == 2
-    by_trial = {r.data.tags.get("trial_name"): r for r in runs}
-    for t in result.trials:
-        run = next(r for name, r in by_trial.items() if name and t["trial_id"] in name)
+    summary = sweep(tmp_path, "tracked-mlflow", {"mlflow": {"tracking_uri": uri, "experiment": "tuned"}})
+    client = mlflow.MlflowClient(uri)
+    runs = client.search_runs([client.get_experiment_by_name("tuned").experiment_id])
+    assert len(runs) == len(summary["trials"]) == 2
+    for t in summary["trials"]:
+        run = next(r for r in runs if t["trial_id"] in r.data.tags.get("trial_name", ""))
         assert run.data.metrics["val_loss"] == pytest.approx(t["last_result"]["val_loss"])
-        assert run.data.tags["tuner.sweep"] == result.summary["name"]
+        assert run.data.tags["tuner.sweep"] == "tracked-mlflow"
 
 
-def test_wandb_offline_leaves_one_run_per_trial_with_the_metric(tmp_path, corpus, tiny_raw):
-    raw = tiny_raw(storage=str(tmp_path / "sweeps"), tracking={"wandb": {"project": "tuned"}})
-    (tmp_path / "spec.yaml").write_text(yaml.safe_dump(raw))
-    env = cli_env(WANDB_MODE="offline", WANDB_DIR=str(tmp_path), WANDB_SILENT="true")
-    done = subprocess.run([sys.executable, "-m", "tuner", "run", "spec.yaml"], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
-    runs = sorted((tmp_path / "wandb").glob("offline-run-*"))
-    assert len(runs) == 2, runs
-    # One run per trial (named by its trial id), its record log (wandb's protobuf records) holding the metric.
-    assert sorted(r.name.rsplit("-", 1)[1] for r in runs) == sorted(
-        d.name.removeprefix("trial_") for d in (tmp_path / "sweeps" / raw["name"]).glob("trial_*"))
-    for run in runs:
+def test_wandb_offline_leaves_one_run_per_trial_with_the_metric(ray_local, tmp_path):
+    summary = sweep(tmp_path, "tracked-wandb", {"wandb": {"project": "tuned"}})
+    runs = {r.name.rsplit("-", 1)[1]: r for r in (Path(os.environ["WANDB_DIR"]) / "wandb").glob("offline-run-*")}
+    for t in summary["trials"]:  # one run per trial (named by its id), its record log holding the metric
+        run = runs[t["trial_id"]]
         assert b"val_loss" in next(run.glob("run-*.wandb")).read_bytes()
