@@ -87,7 +87,7 @@ def pbt(spec: Spec, f: Fidelity) -> Any:
     return CheckpointedPBT(
         time_attr=f.time_attr, max_t=f.max_t, perturbation_interval=perturbation_interval(spec, f),
         hyperparam_mutations=spec.nest(mutations), quantile_fraction=s.quantile_fraction,
-        resample_probability=s.resample_probability, yield_to_waiting=not _sharded(spec),
+        resample_probability=s.resample_probability, yield_to_waiting=not _sharded(spec), synch=s.synch,
         custom_explore_fn=ClipToSpace(_ranges(spec), nested=not spec.is_custom))
 
 
@@ -98,4 +98,5 @@ def pb2(spec: Spec, f: Fidelity) -> Any:
     return CheckpointedPB2(
         time_attr=f.time_attr, max_t=f.max_t, perturbation_interval=perturbation_interval(spec, f),
         hyperparam_bounds=spec.nest(bounds), quantile_fraction=spec.search.quantile_fraction,
-        yield_to_waiting=not _sharded(spec), custom_explore_fn=ClipToSpace(_ranges(spec), nested=not spec.is_custom))
+        yield_to_waiting=not _sharded(spec), synch=spec.search.synch,
+        custom_explore_fn=ClipToSpace(_ranges(spec), nested=not spec.is_custom))

@@ -85,8 +85,10 @@ class _Guarded:
         if result.get(self._time_attr, 0) >= self._max_t:
             return TrialScheduler.CONTINUE
         decision = super().on_trial_result(tune_controller, trial, result)  # type: ignore[misc]
-        if decision == TrialScheduler.PAUSE and not self._yield_to_waiting:
-            return TrialScheduler.CONTINUE  # an exploited trial is paused by the exploit itself (decision NOOP)
+        if decision == TrialScheduler.PAUSE and not self._yield_to_waiting and not getattr(self, "_synch", False):
+            # Paused only to let a waiting trial run (synchronous PBT's wait for the others is kept); an exploited
+            # trial is paused by the exploit itself (decision NOOP).
+            return TrialScheduler.CONTINUE
         return decision
 
 

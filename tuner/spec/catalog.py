@@ -17,7 +17,7 @@ RUNG_SCHEDULERS = ("rung-asha",)
 POPULATION_SCHEDULERS = ("pbt", "pb2")
 # search.* keys that only one searcher or the population schedulers read.
 SEARCHER_OPTIONS = {"sampler": "optuna", "acquisition": "bayesopt"}
-POPULATION_OPTIONS = ("perturbation_interval", "quantile_fraction", "resample_probability")
+POPULATION_OPTIONS = ("perturbation_interval", "quantile_fraction", "resample_probability", "synch")
 
 
 def check_name(kind: str, name: str, valid: tuple[str, ...]) -> None:

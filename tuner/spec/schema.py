@@ -104,6 +104,7 @@ class SearchSpec(_Section):
     perturbation_interval: float | None = Field(None, gt=0)  # pbt, pb2; in time_attr units
     quantile_fraction: float = Field(0.25, gt=0.0, le=0.5)  # pbt, pb2
     resample_probability: float = Field(0.25, ge=0.0, le=1.0)  # pbt
+    synch: bool = False  # pbt, pb2: every trial waits at each perturbation for the others (Ray's synchronous PBT)
     max_failures: int = Field(0, ge=0)
 
 

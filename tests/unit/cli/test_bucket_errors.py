@@ -41,15 +41,6 @@ def test_an_endpoint_for_local_storage_is_a_spec_error(tmp_path):
     assert done.returncode == 2 and "storage_endpoint:" in done.stderr
 
 
-def test_sharded_trials_in_a_bucket_are_refused(tmp_path, corpus):
-    (tmp_path / "spec.yaml").write_text(yaml.safe_dump({
-        "name": "b", "storage": "s3://bucket/sweeps", "data": {"source": str(corpus)},
-        "resources": {"workers_per_trial": 2}}))
-    done = subprocess.run([sys.executable, "-m", "tuner", "validate", "spec.yaml"], cwd=tmp_path, capture_output=True,
-                          text=True, timeout=120, env=cli_env())
-    assert done.returncode == 2 and "resources.workers_per_trial:" in done.stderr
-
-
 def one_line_error(done: subprocess.CompletedProcess, uri: str, says: str) -> None:
     assert done.returncode == 1, done.stdout + done.stderr
     lines = done.stderr.strip().splitlines()  # the run's announcement ("running ..."), then the error
