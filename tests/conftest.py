@@ -6,6 +6,7 @@ import copy
 import logging
 import os
 import re
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,12 @@ os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
 # Tracking tests: W&B offline, its runs in one session directory (Ray's W&B actors inherit this environment).
 os.environ["WANDB_MODE"] = "offline"
 os.environ["WANDB_SILENT"] = "true"
-os.environ.setdefault("WANDB_DIR", tempfile.mkdtemp(prefix="tuner-wandb-"))
+WANDB_DIR = os.environ.setdefault("WANDB_DIR", tempfile.mkdtemp(prefix="tuner-wandb-"))
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if Path(WANDB_DIR).name.startswith("tuner-wandb-"):  # ours, made above
+        shutil.rmtree(WANDB_DIR, ignore_errors=True)
 
 TINY: dict[str, Any] = {
     "model": {"family": "llama", "hidden_size": 32, "num_layers": 1, "num_heads": 2},
