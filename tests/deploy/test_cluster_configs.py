@@ -328,6 +328,27 @@ def job_specs() -> list[dict[str, Any]]:
     return [d["spec"] for d in of_kind("RayJob")] + [d["spec"]["jobTemplate"] for d in of_kind("RayCronJob")]
 
 
+def in_a_bucket(job: dict[str, Any]) -> bool:
+    """A job whose sweep's storage is a bucket (rayjob-s3.yaml): its cluster shares no volume."""
+    return "--set storage=s3://" in job["entrypoint"] or "--set storage=gs://" in job["entrypoint"]
+
+
+def shared_volume_clusters() -> list[dict[str, Any]]:
+    return [d["spec"] for d in of_kind("RayCluster")] + [j["rayClusterSpec"] for j in job_specs() if not in_a_bucket(j)]
+
+
+def without_the_sweeps_volume(spec: dict[str, Any], account: str) -> dict[str, Any]:
+    """A cluster spec as its bucket variant has it: no sweeps volume or mount, the pods running as ``account``."""
+    out = copy.deepcopy(spec)
+    for group in [out["headGroupSpec"], *out.get("workerGroupSpecs", [])]:
+        pod = group["template"]["spec"]
+        pod["volumes"] = [v for v in pod.get("volumes", []) if v["name"] != "sweeps"]
+        for c in pod["containers"]:
+            c["volumeMounts"] = [m for m in c.get("volumeMounts", []) if m["name"] != "sweeps"]
+        group["template"]["spec"] = {"serviceAccountName": account, **pod}
+    return out
+
+
 def pod_templates() -> list[tuple[str, dict[str, Any]]]:
     out = []
     for spec in cluster_specs():
@@ -403,9 +424,13 @@ def test_kuberay_gpu_group_autoscales() -> None:
 def test_kuberay_jobs_run_on_the_standing_clusters_spec() -> None:
     """RayJob and RayCronJob start clusters of their own: the same spec as the RayCluster, not a drifting copy."""
     (standing,) = of_kind("RayCluster")
-    assert len(job_specs()) == 2
+    assert len(job_specs()) == 3
     for spec in job_specs():
-        assert spec["rayClusterSpec"] == standing["spec"]
+        if in_a_bucket(spec):  # the same but for the shared volume, and an identity the bucket admits
+            account = spec["rayClusterSpec"]["headGroupSpec"]["template"]["spec"]["serviceAccountName"]
+            assert spec["rayClusterSpec"] == without_the_sweeps_volume(standing["spec"], account)
+        else:
+            assert spec["rayClusterSpec"] == standing["spec"]
 
 
 def test_kuberay_ray_version_is_the_images_ray() -> None:
@@ -414,9 +439,9 @@ def test_kuberay_ray_version_is_the_images_ray() -> None:
 
 def test_kuberay_token_comes_from_the_shared_secret() -> None:
     secrets = {spec["authOptions"]["secretName"] for spec in cluster_specs() if spec["authOptions"]["mode"] == "token"}
-    assert len(secrets) == 1 and len(cluster_specs()) == 3
+    assert len(secrets) == 1 and len(cluster_specs()) == 4
     command = f"kubectl create secret generic {secrets.pop()} --from-file=auth_token=$HOME/.ray/auth_token"
-    for name in ("raycluster.yaml", "rayjob.yaml", "raycronjob.yaml"):
+    for name in ("raycluster.yaml", "rayjob.yaml", "rayjob-s3.yaml", "raycronjob.yaml"):
         assert command in header(KUBERAY / name), name
 
 
@@ -436,8 +461,10 @@ def mounts(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
 def test_kuberay_every_node_mounts_the_sweeps_claim() -> None:
     (pvc,) = of_kind("PersistentVolumeClaim")
     assert "ReadWriteMany" in pvc["spec"]["accessModes"]
-    for group, template in pod_templates():
-        assert mounts(template)[SWEEPS]["persistentVolumeClaim"]["claimName"] == pvc["metadata"]["name"], group
+    for spec in shared_volume_clusters():
+        for group in [spec["headGroupSpec"], *spec.get("workerGroupSpecs", [])]:
+            claim = mounts(group["template"])[SWEEPS]["persistentVolumeClaim"]["claimName"]
+            assert claim == pvc["metadata"]["name"], group.get("groupName", "head")
 
 
 def sample_entrypoint(entrypoint: str) -> list[str]:
@@ -454,7 +481,7 @@ def test_kuberay_jobs_run_a_shipped_spec_that_validates() -> None:
         path, overrides = Path(words[4]), [w for flag, w in zip(words[4:], words[5:], strict=False) if flag == "--set"]
         head = spec["rayClusterSpec"]["headGroupSpec"]["template"]
         assert mounts(head)[str(path.parent)]["configMap"]["name"] == "tuner-jobs"
-        assert f"storage={SWEEPS}" in overrides
+        assert f"storage={SWEEPS}" in overrides or in_a_bucket(spec)
         load(REPO / "jobs" / path.name, overrides)
         assert not spec.get("entrypointNumCpus"), "the driver would never be placed on a head that offers no CPUs"
 
