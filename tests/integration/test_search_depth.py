@@ -125,25 +125,13 @@ def rows_of(summary: dict, index: int, read: Callable[[str], str]) -> list[dict]
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("where", ["local", "bucket"])
-def test_population_training_exploits_on_the_llm_trial(ray_local, tiny_raw, where, request, monkeypatch, tmp_path):
-    """PB2 clones a donor's checkpoint into the exploiting trial, from local storage and from a bucket (S3 on
-    loopback), where Ray restores the donor's checkpoint through the bucket's filesystem."""
-    over: dict[str, Any] = {}
+def test_population_training_exploits_on_the_llm_trial(ray_local, tiny_raw):
+    """PB2 clones a donor's checkpoint into the exploiting trial (test_sharded's PBT test does it in a bucket)."""
 
     def read(path: str) -> str:
         return Path(path).read_text()
 
-    if where == "bucket":
-        s3 = request.getfixturevalue("s3")
-        monkeypatch.setenv("TUNER_CACHE", str(tmp_path / "cache"))
-        over = {"storage": s3.bucket("population"), "storage_endpoint": s3.endpoint}
-
-        def read(path: str) -> str:
-            with s3.filesystem().open_input_stream(path.removeprefix("s3://")) as f:
-                return f.read().decode()
-
-    summary, exploits = llm_population_sweep(tiny_raw, "pb2", read, **over)
+    summary, exploits = llm_population_sweep(tiny_raw, "pb2", read)
     assert exploits, "no exploit happened"
     steps_per_report = 5
     for target_tag, donor_tag, _target_iter, _donor_iter, _old, new_config in exploits:

@@ -32,23 +32,19 @@ def sweep(tmp_path: Path, name: str, tracking: dict) -> dict:
     return run_sweep(spec).summary
 
 
-def test_mlflow_gets_one_run_per_trial_with_the_metric(ray_local, tmp_path):
+def test_wandb_and_mlflow_get_one_run_per_trial_with_the_metric(ray_local, tmp_path):
     import mlflow
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    summary = sweep(tmp_path, "tracked-mlflow", {"mlflow": {"tracking_uri": uri, "experiment": "tuned"}})
+    summary = sweep(tmp_path, "tracked", {"mlflow": {"tracking_uri": uri, "experiment": "tuned"},
+                                          "wandb": {"project": "tuned"}})
     client = mlflow.MlflowClient(uri)
     runs = client.search_runs([client.get_experiment_by_name("tuned").experiment_id])
     assert len(runs) == len(summary["trials"]) == 2
+    offline = {r.name.rsplit("-", 1)[1]: r for r in (Path(os.environ["WANDB_DIR"]) / "wandb").glob("offline-run-*")}
     for t in summary["trials"]:
         run = next(r for r in runs if t["trial_id"] in r.data.tags.get("trial_name", ""))
         assert run.data.metrics["val_loss"] == pytest.approx(t["last_result"]["val_loss"])
-        assert run.data.tags["tuner.sweep"] == "tracked-mlflow"
-
-
-def test_wandb_offline_leaves_one_run_per_trial_with_the_metric(ray_local, tmp_path):
-    summary = sweep(tmp_path, "tracked-wandb", {"wandb": {"project": "tuned"}})
-    runs = {r.name.rsplit("-", 1)[1]: r for r in (Path(os.environ["WANDB_DIR"]) / "wandb").glob("offline-run-*")}
-    for t in summary["trials"]:  # one run per trial (named by its id), its record log holding the metric
-        run = runs[t["trial_id"]]
-        assert b"val_loss" in next(run.glob("run-*.wandb")).read_bytes()
+        assert run.data.tags["tuner.sweep"] == "tracked"
+        # W&B: one offline run per trial (named by its id), its record log holding the metric
+        assert b"val_loss" in next(offline[t["trial_id"]].glob("run-*.wandb")).read_bytes()

@@ -4,24 +4,35 @@ is a spec error (exit 2); no credentials, an unreachable endpoint or a missing b
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 import yaml
-from support import cli_env, free_port
+from support import free_port
 
 OBJECTIVE = "from ray import tune\n\ndef train(config):\n    tune.report({'loss': config['x']})\n"
 
 
-def tuner(tmp_path: Path, command: str, env: dict[str, str] | None = None, **spec: object):
+class Done(NamedTuple):
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def tuner(tmp_path: Path, command: str, env: dict[str, str | None] | None = None, **spec: object) -> Done:
+    """`tuner COMMAND spec.yaml` in this process (the errors come before anything starts Ray)."""
+    from typer.testing import CliRunner
+
+    from tuner.cli import app
+
     (tmp_path / "objective.py").write_text(OBJECTIVE)
     raw = {"name": "b", "trainable": "objective:train",
            "search": {"metric": "loss", "mode": "min", "space": {"x": {"uniform": [0, 1]}}}, **spec}
     (tmp_path / "spec.yaml").write_text(yaml.safe_dump(raw))
-    return subprocess.run([sys.executable, "-m", "tuner", command, "spec.yaml"], cwd=tmp_path, capture_output=True,
-                          text=True, timeout=120, env=env or cli_env(TUNER_CACHE=str(tmp_path / "cache")))
+    done = CliRunner().invoke(app, [command, str(tmp_path / "spec.yaml")],
+                              env={"TUNER_CACHE": str(tmp_path / "cache"), "RAY_ADDRESS": "", **(env or {})})
+    return Done(done.exit_code, done.stdout, done.stderr)
 
 
 @pytest.mark.parametrize(("storage", "says"), [
@@ -41,7 +52,7 @@ def test_an_endpoint_for_local_storage_is_a_spec_error(tmp_path):
     assert done.returncode == 2 and "storage_endpoint:" in done.stderr
 
 
-def one_line_error(done: subprocess.CompletedProcess, uri: str, says: str) -> None:
+def one_line_error(done: Done, uri: str, says: str) -> None:
     assert done.returncode == 1, done.stdout + done.stderr
     lines = done.stderr.strip().splitlines()  # the run's announcement ("running ..."), then the error
     assert [line for line in lines if not line.startswith("running ")] == [lines[-1]], done.stderr
@@ -62,7 +73,7 @@ def test_a_missing_bucket_fails_before_anything_starts(tmp_path, s3):
 
 
 def test_missing_credentials_fail_before_anything_starts(tmp_path, s3):
-    env = {k: v for k, v in cli_env(TUNER_CACHE=str(tmp_path / "cache")).items() if not k.startswith("AWS_")}
+    env: dict[str, str | None] = {k: None for k in os.environ if k.startswith("AWS_")}
     env.update(HOME=str(tmp_path), AWS_EC2_METADATA_DISABLED="true")  # no profile files, no instance role
     done = tuner(tmp_path, "run", env=env, storage=s3.bucket("creds") + "/sweeps", storage_endpoint=s3.endpoint)
     one_line_error(done, "s3://creds/sweeps/b", "no AWS credentials")
