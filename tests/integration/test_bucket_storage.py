@@ -84,7 +84,7 @@ def test_an_llm_sweep_writes_everything_to_the_bucket(ray_local, s3, tiny_raw, c
     assert json.loads(read(s3, f"{prefix}/summary.json"))["extensions"][0]["dir"] == "extend-1"
 
 
-GATED = '''
+CHECKPOINTING = '''
 import json
 import os
 import tempfile
@@ -94,22 +94,29 @@ from ray import tune
 
 
 def train(config):
-    """Checkpoints every step; the trial with x > 0.5 waits at its third step until the gate file exists."""
+    """REPORTS reports, SLEEP_S apart, each with a checkpoint. With GATE set, the trial with x > 0.5 waits at its
+    third report until that file exists."""
     start = 0
     checkpoint = tune.get_checkpoint()
     if checkpoint:
         with checkpoint.as_directory() as d:
             with open(os.path.join(d, "state.json")) as f:
                 start = json.load(f)["i"]
-    for i in range(start + 1, 7):
-        while config["x"] > 0.5 and i == 3 and not os.path.exists(os.environ["GATE"]):
+    for i in range(start + 1, REPORTS + 1):
+        while os.environ.get("GATE") and config["x"] > 0.5 and i == 3 and not os.path.exists(os.environ["GATE"]):
             time.sleep(0.05)
+        time.sleep(SLEEP_S)
         with tempfile.TemporaryDirectory() as d:
             with open(os.path.join(d, "state.json"), "w") as f:
                 json.dump({"i": i}, f)
-            tune.report({"loss": config["x"] + 1 / i, "resumed_at": start, "pid": os.getpid()},
+            tune.report({"loss": config["x"] + 1 / i, "resumed_at": start, "pid": os.getpid(), "at": time.time()},
                         checkpoint=tune.Checkpoint.from_directory(d))
 '''
+
+
+def objective(reports: int, sleep_s: float = 0.0) -> str:
+    """CHECKPOINTING's source, for a module a spec names (objective:train)."""
+    return f"REPORTS, SLEEP_S = {reports}, {sleep_s}\n{CHECKPOINTING}"
 
 
 def test_resume_from_the_bucket_alone_after_the_driver_is_killed(ray_local, s3, tmp_path, cache):
@@ -118,7 +125,7 @@ def test_resume_from_the_bucket_alone_after_the_driver_is_killed(ray_local, s3, 
     again and the other continues from its last checkpoint."""
     storage = s3.bucket("sweeps-resume")
     gate = tmp_path / "gate"
-    (tmp_path / "objective.py").write_text(GATED)
+    (tmp_path / "objective.py").write_text(objective(6))
     spec = {"name": "gated", "storage": storage, "storage_endpoint": s3.endpoint, "trainable": "objective:train",
             "search": {"algorithm": "grid", "scheduler": "fifo", "metric": "loss", "mode": "min",
                        "max_concurrent": 2, "time_attr": "training_iteration",
@@ -177,33 +184,6 @@ def test_resume_from_the_bucket_alone_after_the_driver_is_killed(ray_local, s3, 
     assert [r["training_iteration"] for r in rows[0.8]][-1] == 6
 
 
-STEADY = '''
-import json
-import os
-import tempfile
-import time
-
-from ray import tune
-
-
-def train(config):
-    """12 reports, one every 0.5 s, each with a checkpoint."""
-    start = 0
-    checkpoint = tune.get_checkpoint()
-    if checkpoint:
-        with checkpoint.as_directory() as d:
-            with open(os.path.join(d, "state.json")) as f:
-                start = json.load(f)["i"]
-    for i in range(start + 1, 13):
-        time.sleep(0.5)
-        with tempfile.TemporaryDirectory() as d:
-            with open(os.path.join(d, "state.json"), "w") as f:
-                json.dump({"i": i}, f)
-            tune.report({"loss": config["x"] + 1 / i, "resumed_at": start, "at": time.time()},
-                        checkpoint=tune.Checkpoint.from_directory(d))
-'''
-
-
 @pytest.mark.slow
 def test_a_sweep_rides_out_20_s_of_an_unreachable_endpoint(ray_local, s3, tmp_path, cache, monkeypatch):
     """The bucket's endpoint refuses connections for 20 s mid-sweep: the trials' reports wait while their checkpoints'
@@ -213,7 +193,7 @@ def test_a_sweep_rides_out_20_s_of_an_unreachable_endpoint(ray_local, s3, tmp_pa
 
     bucket = s3.bucket("outage")
     proxy = LoopbackProxy(s3.port).start()
-    (tmp_path / "objective.py").write_text(STEADY)
+    (tmp_path / "objective.py").write_text(objective(12, sleep_s=0.5))
     spec = validate({"name": "outage", "storage": bucket, "storage_endpoint": f"http://127.0.0.1:{proxy.port}",
                      "trainable": "objective:train",
                      "search": {"algorithm": "grid", "scheduler": "fifo", "metric": "loss", "mode": "min",
