@@ -50,6 +50,11 @@ def malformed(storage: str) -> str | None:
     return None
 
 
+def fs_path(path: str) -> str:
+    """A path as a pyarrow filesystem names it: a bucket URI without its scheme (``<bucket>/<key>``)."""
+    return path.split("://", 1)[-1]
+
+
 def endpoint_of(endpoint: str | None) -> tuple[str, str] | None:
     """(host:port, scheme) of an S3-compatible endpoint URL (the spec's, else AWS_ENDPOINT_URL), or None for AWS."""
     url = endpoint or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
@@ -73,8 +78,7 @@ class Bucket:
     @property
     def path(self) -> str:
         """The prefix as pyarrow's filesystems name it: ``<bucket>/<prefix>``."""
-        parts = urlsplit(self.uri)
-        return f"{parts.netloc}{parts.path}".rstrip("/")
+        return fs_path(self.uri).rstrip("/")
 
     @property
     def bucket(self) -> str:

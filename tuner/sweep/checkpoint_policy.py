@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, Literal, NamedTuple, TypeGuard
 
 from tuner._util.objective import Objective
+from tuner._util.storage import fs_path
 from tuner.trial.parallel import POINTER, resolve_checkpoint
 
 log = logging.getLogger(__name__)
@@ -223,11 +224,6 @@ def _checkpoint_dirs(trial_path: str, fs: Any) -> list[Path]:
     selector = pafs.FileSelector(fs_path(trial_path), allow_not_found=True)
     return [Path(i.path) for i in fs.get_file_info(selector)
             if i.type == pafs.FileType.Directory and i.base_name.startswith("checkpoint_")]
-
-
-def fs_path(path: str) -> str:
-    """A path as a pyarrow filesystem names it: a bucket URI without its scheme."""
-    return path.split("://", 1)[-1]
 
 
 def to_bytes(gb: float | None) -> int | None:

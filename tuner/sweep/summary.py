@@ -12,11 +12,12 @@ from typing import Any
 
 from tuner._util import tree
 from tuner._util.objective import Objective
+from tuner._util.storage import fs_path
 from tuner._util.tree import python_value
 from tuner.spec import Spec
 from tuner.spec import space as sp
 from tuner.spec.fidelity import Fidelity
-from tuner.sweep.checkpoint_policy import fs_path, prune
+from tuner.sweep.checkpoint_policy import prune
 
 # Ray's bookkeeping fields that say nothing about a trial's outcome (the tag repeats the whole config).
 RAY_BOOKKEEPING = ("config", "experiment_tag", "should_checkpoint", "checkpoint_dir_name")
