@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 from ray.train._internal.session import _FutureTrainingResult
+from ray.tune.experiment import Trial
 from ray.tune.schedulers import PopulationBasedTraining, TrialScheduler
 from ray.tune.schedulers.pb2 import PB2
 
@@ -70,7 +71,10 @@ class _Guarded:
         return self._exploits
 
     def _exploit(self, tune_controller: Any, trial: Any, trial_to_clone: Any) -> None:
+        saving_to_pause = trial.status == Trial.RUNNING and trial.is_saving
         super()._exploit(tune_controller, trial, trial_to_clone)  # type: ignore[misc]
+        if saving_to_pause and trial.status == Trial.PAUSED:
+            _drop_stale_stop(tune_controller, trial)
         last = trial_to_clone.last_result or {}
         mutated = getattr(self, "_hyperparam_mutations", None) or getattr(self, "_hyperparam_bounds", {})
         self.exploits.append({
@@ -104,6 +108,17 @@ class CheckpointedPB2(_Guarded, PB2):
         super().__init__(**kwargs)
         self._max_t = max_t
         self._yield_to_waiting = yield_to_waiting
+
+
+def _drop_stale_stop(tune_controller: Any, trial: Any) -> None:
+    """Synchronous PBT exploits a trial whose pause is still saving (the others reached the perturbation while its
+    save was in flight). Ray 2.60's ``pause_trial(should_checkpoint=False)`` then queues a STOP "for after the save"
+    but also drops the save's future, so the STOP stays queued and stops the trial at the first checkpointed report
+    after it resumes from the donor: it ends early, as if finished. The trial is PAUSED with its new checkpoint: no
+    stop is owed."""
+    decisions = getattr(tune_controller, "_cached_trial_decisions", None)
+    if decisions is not None and decisions.get(trial.trial_id) == TrialScheduler.STOP:
+        del decisions[trial.trial_id]
 
 
 def _lookup(config: dict[str, Any], dotted: str) -> Any:

@@ -63,3 +63,56 @@ def test_perturbed_values_are_clipped_into_the_space():
     assert config == {"model": {"dropout": 0.2}, "train": {"batch_size": 32, "lr": 5.0}}
     assert isinstance(config["train"]["batch_size"], int)
     assert ClipToSpace({"x": (0.0, 1.0)}, nested=False)({"x": -0.3}) == {"x": 0.0}
+
+
+class PausingController:
+    """Ray's own pause path (TuneController.pause_trial down to _schedule_trial_stop) around a live trial actor."""
+
+    from ray.tune.execution.tune_controller import TuneController as _Real
+
+    pause_trial = _Real.pause_trial
+    _schedule_trial_pause = _Real._schedule_trial_pause
+    _schedule_trial_stop = _Real._schedule_trial_stop
+
+    def __init__(self, trials):
+        self.search_alg = None
+        self._cached_trial_decisions: dict = {}
+        self._trial_to_actor = {t: object() for t in trials}
+        self._actor_manager = SimpleNamespace(clear_actor_task_futures=lambda tracked_actor: None)
+
+    def _mark_trial_to_checkpoint(self, trial) -> None:
+        pass
+
+    def _maybe_cache_trial_actor(self, trial) -> bool:
+        return True
+
+    def _set_trial_status(self, trial, status) -> None:
+        trial.status = status
+
+
+def test_an_exploit_while_the_trial_saves_for_its_pause_leaves_no_stop_behind(tmp_path):
+    """(PB2 shares the exploit; its explore step needs a fitted GP, so PBT stands for both.)"""
+    from ray.train import Checkpoint
+    from ray.tune.experiment import Trial
+
+    scheduler = CheckpointedPBT(time_attr="training_iteration", max_t=10, metric="loss", mode="min",
+                                quantile_fraction=0.5, synch=True, log_config=False,
+                                hyperparam_mutations={"x": [0.0, 1.0]})
+    trials = [Trial("f", config={"x": x}, stub=True) for x in (0.2, 0.9)]
+    controller = PausingController(trials)
+    for trial, loss in zip(trials, (0.1, 0.9), strict=True):
+        scheduler.on_trial_add(controller, trial)
+        trial.status = Trial.RUNNING
+        state = scheduler._trial_state[trial]
+        state.last_score, state.last_result, state.last_train_time = -loss, {"loss": loss, "x": trial.config["x"]}, 5
+    donor, exploited = trials
+    scheduler._trial_state[donor].last_checkpoint = Checkpoint.from_directory(str(tmp_path))
+    # The other trial told it to PAUSE; Ray saves before it pauses, and the save is still in flight.
+    exploited.temporary_state.saving_to = object()
+    controller._cached_trial_decisions[exploited.trial_id] = TrialScheduler.PAUSE
+
+    scheduler._exploit(controller, exploited, donor)
+
+    assert exploited.status == Trial.PAUSED
+    assert exploited.trial_id not in controller._cached_trial_decisions  # else it stops at its next report
+    assert exploited.checkpoint.path == str(tmp_path)
