@@ -46,6 +46,7 @@ def plain_train(spec: Any, storage: Path) -> tuple[float, float]:
 
     from tuner.spec.fidelity import fidelity
     from tuner.sweep.tuner import param_space, prepare_data
+    from tuner.trial.entry import decode
     from tuner.trial.workers import _worker_loop, scaling_config
 
     mark = storage / f"first-{time.monotonic_ns()}"
@@ -57,7 +58,10 @@ def plain_train(spec: Any, storage: Path) -> tuple[float, float]:
 
     config = param_space(spec, fidelity(spec), prepare_data(spec))
     config["train"]["lr"] = 3.0e-3
-    trainer = TorchTrainer(_worker_loop, train_loop_config={"config": config, "restore": None, "trial_id": "plain"},
+    trial = decode(config)
+    loop_config = {"spec": trial.spec, "fidelity": trial.fidelity, "data_dir": trial.data_dir, "restore": None,
+                   "trial_id": "plain", "bucket": None}
+    trainer = TorchTrainer(_worker_loop, train_loop_config=loop_config,
                            scaling_config=scaling_config(spec.resources),
                            run_config=RunConfig(name=mark.name, storage_path=str(storage / "plain"),
                                                 callbacks=[First()]))
