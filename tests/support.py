@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import signal
 import socket
@@ -25,8 +26,8 @@ from typing import Any, TypeVar
 from tuner.service.local_cluster import alive
 
 VENV_BIN = Path(sys.executable).parent
-__all__ = ["Lockstep", "LoopbackProxy", "alive", "cli_env", "freeze", "frozen", "result_rows", "rows_by_trial",
-           "saved_trial_states", "stored_rows", "thaw", "trial_states", "wait_until"]
+__all__ = ["Lockstep", "LoopbackProxy", "PlacementGroupWatch", "alive", "cli_env", "freeze", "frozen", "result_rows",
+           "rows_by_trial", "saved_trial_states", "stored_rows", "thaw", "trial_states", "wait_until"]
 T = TypeVar("T")
 
 
@@ -113,6 +114,53 @@ class Lockstep:
     def __exit__(self, *exc: object) -> None:
         self.done.set()
         self.thread.join()
+
+
+class PlacementGroupWatch:
+    """When each placement group was first seen pending, created and removed (wall-clock times), polled every
+    ``every`` s from ``table()``: {id: (state, bundle count)}, by default this process's Ray's own table. A sharded
+    trial's Train run holds its workers' resources in one such group."""
+
+    def __init__(self, table: Callable[[], dict[str, tuple[str, int]]] | None = None, every: float = 0.1):
+        self.table, self.every = table or _local_placement_groups, every
+        self.groups: dict[str, dict[str, Any]] = {}
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._watch, daemon=True)
+
+    def runs(self, bundles: int) -> list[dict[str, Any]]:
+        """The groups of ``bundles`` bundles seen pending or created (not only removed, as the groups of earlier runs
+        are), in the order they were created (never-created ones last)."""
+        found = [g for g in list(self.groups.values())
+                 if g["bundles"] == bundles and ("PENDING" in g or "CREATED" in g)]
+        return sorted(found, key=lambda g: g.get("CREATED", math.inf))
+
+    def _watch(self) -> None:
+        while not self.done.is_set():
+            now = time.time()
+            try:
+                table = self.table()
+            except Exception:  # a poll the server did not answer: the next one will
+                table = None
+            for pg_id, (state, bundles) in (table or {}).items():
+                self.groups.setdefault(pg_id, {"id": pg_id, "bundles": bundles}).setdefault(state, now)
+            for pg_id, group in self.groups.items():
+                if table is not None and pg_id not in table:  # gone from the table altogether: removed too
+                    group.setdefault("REMOVED", now)
+            time.sleep(self.every)
+
+    def __enter__(self) -> PlacementGroupWatch:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.done.set()
+        self.thread.join()
+
+
+def _local_placement_groups() -> dict[str, tuple[str, int]]:
+    import ray
+
+    return {pg_id: (pg["state"], len(pg["bundles"])) for pg_id, pg in ray.util.placement_group_table().items()}
 
 
 def result_rows(trial_dir: Path) -> list[dict[str, Any]]:

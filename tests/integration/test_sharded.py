@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from support import Lockstep, result_rows, stored_rows, wait_until
+from support import Lockstep, PlacementGroupWatch, result_rows, stored_rows, wait_until
 
 from tuner.spec import validate
 from tuner.sweep.driver import run_sweep
@@ -98,6 +98,33 @@ def test_a_ddp_trial_survives_a_killed_rank(ray_local, tiny_raw):
     steps = [r["step"] for r in history]
     assert steps == list(range(eval_every, 61, eval_every))
     assert history[-1]["world_size"] == 2
+
+
+def test_a_trial_asha_stops_frees_its_workers_for_the_next_trial(ray_local, tiny_raw):
+    """A cluster that holds one sharded trial at a time (2 workers x 1 CPU on 2 CPUs: the sweep runs one trial at a
+    time). rung-asha cuts the trials that rank below the first at their first rung: every trial's Train run ends and
+    its workers' placement group is removed within 10 s of its last report, and the next trial's workers start on
+    those CPUs."""
+    lrs = [1.0e-2, 1.0e-6, 1.0e-6]  # the first runs on; the others are cut at their first rung
+    spec = validate(tiny_raw(
+        train={"max_steps": 54, "eval_every": 18, "warmup_steps": 0},  # rungs at steps 2, 6, 18 and 54
+        search={"scheduler": "rung-asha", "algorithm": "random", "num_trials": 3,
+                "space": {"train.lr": {"choice": lrs[:2]}}, "points_to_evaluate": [{"train.lr": lr} for lr in lrs]},
+        resources={"workers_per_trial": 2, "cpus_per_worker": 1, "strategy": "ddp"}))
+    with PlacementGroupWatch() as watch:
+        result = run_sweep(spec)
+    runs = watch.runs(bundles=2)  # one Train run per trial, one at a time: in the order the trials ran
+    trials = sorted(result.trials, key=lambda t: rows(t)[0]["timestamp"])
+    assert len(runs) == len(trials) == 3 and all("CREATED" in r and "REMOVED" in r for r in runs), runs
+    assert [t["state"] for t in trials] == ["completed", "stopped", "stopped"]
+    assert [rows(t)[-1]["step"] for t in trials] == [54, 2, 2]
+    for trial, run in zip(trials, runs, strict=True):
+        held = run["REMOVED"] - rows(trial)[-1]["timestamp"]  # Tune's timestamps are whole seconds
+        print(f"{trial['state']} trial: its workers' placement group went {held:.1f} s after its last report")
+        assert held < 10 + 1, (trial["state"], held)
+    for before, after in zip(runs, runs[1:], strict=False):  # the next trial (Tune starts it when one ends) gets them
+        print(f"the next trial's workers started {after['CREATED'] - before['REMOVED']:.1f} s after they were freed")
+        assert 0 < after["CREATED"] - before["REMOVED"] < 20
 
 
 def _live_train_controllers() -> int:

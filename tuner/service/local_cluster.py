@@ -34,7 +34,9 @@ from typing import Any
 
 STATE_FILE = "cluster.json"
 START_TIMEOUT_S = 90.0
-STOP_TIMEOUT_S = 30.0
+# For `ray start --block` to stop its node on SIGTERM; then the node's whole process group is killed. A node that ran a
+# stopped job's sharded trial can keep Ray Train's detached PlacementGroupCleaner actor, which outlives SIGTERM.
+STOP_TIMEOUT_S = 10.0
 
 
 class ClusterError(RuntimeError):

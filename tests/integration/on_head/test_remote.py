@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from support import DashboardServer
+from support import DashboardServer, PlacementGroupWatch, wait_until
 
 from tuner import store
 
@@ -75,12 +75,32 @@ def test_submit_and_wait_runs_the_sweep_on_the_head(ray_head, job_dir, tmp_path)
     assert missing.returncode == 1 and "no job tuner-nope" in missing.stderr
 
 
-def test_submit_json_is_one_document_with_the_job_id(ray_head, job_dir):
+def test_a_stopped_job_frees_its_sharded_trials_workers(ray_head, job_dir):
+    """`tuner submit --json` prints one JSON document; `tuner jobs stop` on the running sweep of a sharded trial
+    (2 workers x 1 CPU: the whole head) ends its Train run: the workers' placement group is gone within 10 s."""
     r = tuner("submit", str(job_dir / "spec.yaml"), "--address", ray_head.dashboard, "--json",
-              "--set", "search.num_trials=1", "--set", "name=remote-json")
+              "--set", "search.num_trials=1", "--set", "name=remote-json", "--set", "train.max_steps=100000",
+              "--set", "resources.workers_per_trial=2", "--set", "resources.cpus_per_worker=1")
     assert r.returncode == 0, r.stderr[-3000:]
     job = json.loads(r.stdout)["job_id"]
-    assert tuner("jobs", "stop", job, "--address", ray_head.dashboard).returncode == 0
+    with PlacementGroupWatch(lambda: _placement_groups(ray_head.dashboard), every=0.2) as watch:
+        wait_until(lambda: any("CREATED" in g for g in watch.runs(bundles=2)), "the trial's Train run to start",
+                   timeout=180)
+        stopped = time.time()
+        assert tuner("jobs", "stop", job, "--address", ray_head.dashboard).returncode == 0
+        run = watch.runs(bundles=2)[0]
+        wait_until(lambda: "REMOVED" in run, "the Train run's placement group to go", timeout=60)
+    print(f"the stopped job's workers were freed {run['REMOVED'] - stopped:.1f} s after `tuner jobs stop`")
+    assert run["REMOVED"] - stopped < 10
+    assert wait_until(lambda: tuner("jobs", "status", job, "--address", ray_head.dashboard).stdout.count("STOPPED"),
+                      "the job to be STOPPED", timeout=60)
+
+
+def _placement_groups(dashboard: str) -> dict[str, tuple[str, int]]:
+    from ray.util.state import list_placement_groups
+
+    return {g.placement_group_id: (g.state, len(g.bundles or ())) for g in
+            list_placement_groups(address=dashboard, detail=True, raise_on_missing_output=False)}
 
 
 def test_a_bad_spec_is_refused_before_anything_is_submitted(ray_head, job_dir):
