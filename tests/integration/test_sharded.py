@@ -112,7 +112,8 @@ def test_a_trial_asha_stops_frees_its_workers_for_the_next_trial(ray_local, tiny
                 "space": {"train.lr": {"choice": lrs[:2]}}, "points_to_evaluate": [{"train.lr": lr} for lr in lrs]},
         resources={"workers_per_trial": 2, "cpus_per_worker": 1, "strategy": "ddp"}))
     with PlacementGroupWatch() as watch:
-        result = run_sweep(spec)
+        result = run_sweep(spec)  # it may return while the last trial's Train run still shuts down
+        wait_until(lambda: all("REMOVED" in r for r in watch.runs(bundles=2)), "every Train run to end", timeout=60)
     runs = watch.runs(bundles=2)  # one Train run per trial, one at a time: in the order the trials ran
     trials = sorted(result.trials, key=lambda t: rows(t)[0]["timestamp"])
     assert len(runs) == len(trials) == 3 and all("CREATED" in r and "REMOVED" in r for r in runs), runs
