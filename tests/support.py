@@ -21,7 +21,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 from tuner.service.local_cluster import alive
 
@@ -78,7 +78,26 @@ def frozen(pids: Iterable[int] = ()) -> Iterator[list[int]]:
         thaw(held)
 
 
-class Lockstep:
+class _Background:
+    """A context manager that runs ``_run`` in a daemon thread until the block ends (``done`` is set)."""
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.done.set()
+        self.thread.join()
+
+
+class Lockstep(_Background):
     """Keeps ``trials`` running trials within ``lead`` steps of each other: the processes of the trial furthest ahead
     are stopped (SIGSTOP) while it leads the one furthest behind by ``lead`` or more, and let go when that one catches
     up. ``progress()`` gives each trial's step (by any key), ``pids(key)`` its processes. A trial at ``end`` is done and
@@ -86,11 +105,10 @@ class Lockstep:
 
     def __init__(self, progress: Callable[[], dict[str, int]], pids: Callable[[str], list[int]], *, lead: int,
                  trials: int, end: int):
+        super().__init__()
         self.progress, self.pids, self.lead, self.trials, self.end = progress, pids, lead, trials, end
-        self.done = threading.Event()
         self.held: list[int] = []
         self.holds = 0
-        self.thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
         while not self.done.is_set():
@@ -107,25 +125,16 @@ class Lockstep:
             time.sleep(0.05)
         thaw(self.held)
 
-    def __enter__(self) -> Lockstep:
-        self.thread.start()
-        return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.done.set()
-        self.thread.join()
-
-
-class PlacementGroupWatch:
+class PlacementGroupWatch(_Background):
     """When each placement group was first seen pending, created and removed (wall-clock times), polled every
     ``every`` s from ``table()``: {id: (state, bundle count)}, by default this process's Ray's own table. A sharded
     trial's Train run holds its workers' resources in one such group."""
 
     def __init__(self, table: Callable[[], dict[str, tuple[str, int]]] | None = None, every: float = 0.1):
+        super().__init__()
         self.table, self.every = table or _local_placement_groups, every
         self.groups: dict[str, dict[str, Any]] = {}
-        self.done = threading.Event()
-        self.thread = threading.Thread(target=self._watch, daemon=True)
 
     def runs(self, bundles: int) -> list[dict[str, Any]]:
         """The groups of ``bundles`` bundles seen pending or created (not only removed, as the groups of earlier runs
@@ -134,27 +143,21 @@ class PlacementGroupWatch:
                  if g["bundles"] == bundles and ("PENDING" in g or "CREATED" in g)]
         return sorted(found, key=lambda g: g.get("CREATED", math.inf))
 
-    def _watch(self) -> None:
+    def _run(self) -> None:
         while not self.done.is_set():
-            now = time.time()
-            try:
-                table = self.table()
-            except Exception:  # a poll the server did not answer: the next one will
-                table = None
-            for pg_id, (state, bundles) in (table or {}).items():
-                self.groups.setdefault(pg_id, {"id": pg_id, "bundles": bundles}).setdefault(state, now)
-            for pg_id, group in self.groups.items():
-                if table is not None and pg_id not in table:  # gone from the table altogether: removed too
-                    group.setdefault("REMOVED", now)
+            self._poll(time.time())
             time.sleep(self.every)
 
-    def __enter__(self) -> PlacementGroupWatch:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.done.set()
-        self.thread.join()
+    def _poll(self, now: float) -> None:
+        try:
+            table = self.table()
+        except Exception:  # a poll the server did not answer: the next one will
+            return
+        for pg_id, (state, bundles) in table.items():
+            self.groups.setdefault(pg_id, {"id": pg_id, "bundles": bundles}).setdefault(state, now)
+        for pg_id, group in self.groups.items():
+            if pg_id not in table:  # gone from the table altogether: removed too
+                group.setdefault("REMOVED", now)
 
 
 def _local_placement_groups() -> dict[str, tuple[str, int]]:
