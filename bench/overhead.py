@@ -10,12 +10,21 @@
    evaluation (imports torch and transformers, builds the model, trains one evaluation interval).
 3. One LLM trial sized to run about --trial-seconds: the fraction of its wall time (from fit() to the trial's end)
    spent outside training steps (actor start, imports, model build, evaluation, checkpoints, reporting).
+4. The driver's resident memory over the N tuner trials: its growth from the 100th trial to the last.
+
+With --json OUT it also runs a sharded trial against one plain Ray Train run (bench/sharded_overhead.py's runners)
+and a sweep of 2-worker trials that rung-asha cuts on a Ray that holds one at a time, watching their placement
+groups, and writes {"in_trial_overhead", "first_step_s", "sharded_ratio", "driver_rss_growth_mb", "max_hold_s"}.
+``first_step_s`` is an upper bound: fit() to the first result, less the first interval's training time (the first
+evaluation and checkpoint stay in it).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
+import math
 import os
 import statistics
 import sys
@@ -26,6 +35,7 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
+sys.path.insert(0, str(REPO))  # bench.sharded_overhead, with --json
 
 TRIVIAL = '''
 from ray import tune
@@ -45,6 +55,7 @@ def timing_callback() -> Any:
             self.start: dict[str, float] = {}
             self.first: dict[str, float] = {}
             self.end: dict[str, float] = {}
+            self.rss: list[float] = []  # the driver's, as each trial completes
 
         def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
             self.start.setdefault(trial.trial_id, time.monotonic())
@@ -54,6 +65,7 @@ def timing_callback() -> Any:
 
         def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
             self.end[trial.trial_id] = time.monotonic()
+            self.rss.append(_rss_mb())
 
         def cold(self) -> float:
             """From fit() to the first result of the sweep: actor start, imports, setup."""
@@ -64,7 +76,18 @@ def timing_callback() -> Any:
             order = sorted(self.start, key=self.start.get)  # type: ignore[arg-type]
             return statistics.median(self.first[t] - self.start[t] for t in order[1:] if t in self.first)
 
+        def rss_growth(self, after: int = 100) -> float:
+            """MB the driver's resident memory grew from the ``after``-th completed trial to the last."""
+            return self.rss[-1] - self.rss[min(after, len(self.rss)) - 1]
+
     return Timing()
+
+
+def _rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
 
 
 def tuner_trivial(n: int, storage: Path, spec_dir: Path) -> tuple[float, Any]:
@@ -105,7 +128,6 @@ def raw_ray_trivial(n: int, storage: Path, reuse: bool) -> tuple[float, Any]:
 
 def llm_trial(seconds: float, storage: Path) -> dict[str, float]:
     """One LLM trial of about ``seconds``: where its wall time went."""
-    import json
 
     from tuner.spec import load
     from tuner.spec.fidelity import fidelity
@@ -113,7 +135,8 @@ def llm_trial(seconds: float, storage: Path) -> dict[str, float]:
 
     steps = max(20, int(seconds * 20000 / (16 * 128)))  # ~20k tokens/s on one CPU thread for the 2-layer model
     spec = load(REPO / "jobs" / "quickstart.yaml", [
-        f"storage={storage}", "name=one-llm-trial", "search.algorithm=random", "search.scheduler=fifo",
+        f"storage={storage}", "name=one-llm-trial", "search.preset=null", "search.algorithm=random",
+        "search.scheduler=fifo",
         "search.num_trials=1", "search.max_concurrent=1", f"train.max_steps={steps}",
         f"train.eval_every={max(1, steps // 8)}", "search.space={train.lr: {loguniform: [1.0e-3, 3.0e-3]}}"])
     trainable, data_dir = make_trainable(spec)
@@ -128,8 +151,60 @@ def llm_trial(seconds: float, storage: Path) -> dict[str, float]:
     for r in rows:
         train_s += (r["tokens"] - previous) / r["tokens_per_s"]
         previous = r["tokens"]
-    return {"wall": wall, "train": train_s, "first_result": timing.cold(),
+    first_interval = rows[0]["tokens"] / rows[0]["tokens_per_s"]
+    return {"wall": wall, "train": train_s, "first_result": timing.cold(), "first_step": timing.cold() - first_interval,
             "reports": len(rows), "tokens_per_s": rows[-1]["tokens_per_s"]}
+
+
+def sharded_ratio(storage: Path) -> float:
+    """Wall time of a tuner sweep of one 2-worker trial over one plain Ray Train run of the same loop."""
+    from bench.sharded_overhead import plain_train, spec_raw, tuner_sweep
+    from tuner.spec import validate
+
+    corpus = _corpus(storage)
+    _, plain = plain_train(validate(spec_raw(storage, "plain", 2, 1, corpus)), storage)
+    _, sharded = tuner_sweep(validate(spec_raw(storage, "sharded", 2, 1, corpus)))
+    return sharded / plain
+
+
+def max_hold(storage: Path) -> float:
+    """The longest a trial's Train run kept its placement group after the trial's last report, in a sweep of three
+    2-worker trials (1 CPU each, on 2 CPUs: one at a time) of which rung-asha cuts two at their first rung."""
+
+    sys.path.insert(0, str(REPO / "tests"))
+    from support import PlacementGroupWatch  # type: ignore[import-not-found]
+
+    from tuner.spec import validate
+    from tuner.sweep.driver import run_sweep
+
+    lrs = [1.0e-2, 1.0e-6, 1.0e-6]
+    spec = validate({"name": "hold", "storage": str(storage),
+                     "model": {"family": "llama", "hidden_size": 32, "num_layers": 1, "num_heads": 2},
+                     "data": {"seq_len": 32, "source": str(_corpus(storage))},
+                     "train": {"max_steps": 54, "eval_every": 18, "batch_size": 4, "warmup_steps": 0,
+                               "eval_tokens": 1024},
+                     "search": {"algorithm": "random", "scheduler": "rung-asha", "num_trials": 3,
+                                "space": {"train.lr": {"choice": lrs[:2]}},
+                                "points_to_evaluate": [{"train.lr": lr} for lr in lrs]},
+                     "resources": {"workers_per_trial": 2, "cpus_per_worker": 1}})
+    with PlacementGroupWatch() as watch:
+        result = run_sweep(spec)
+        deadline = time.monotonic() + 60
+        while not all("REMOVED" in r for r in watch.runs(bundles=2)) and time.monotonic() < deadline:
+            time.sleep(0.1)
+    runs = watch.runs(bundles=2)
+    last = sorted(json.loads((Path(t["path"]) / "result.json").read_text().splitlines()[-1])["timestamp"]
+                  for t in result.trials)
+    return max(run.get("REMOVED", math.inf) - at for run, at in zip(runs, last, strict=True))
+
+
+def _corpus(storage: Path) -> Path:
+    from tuner.trial.data import stdlib_files
+
+    corpus = storage / "corpus.txt"
+    if not corpus.is_file():
+        corpus.write_text("\n".join(f.read_text(errors="replace") for f in stdlib_files() if f.parent.name == "json"))
+    return corpus
 
 
 def main() -> None:
@@ -138,13 +213,16 @@ def main() -> None:
     ap.add_argument("--trial-seconds", type=float, default=60.0)
     ap.add_argument("--raw-defaults", type=int, default=0, metavar="N",
                     help="also N trials through raw Ray Tune with its defaults (a fresh actor per trial: slow)")
+    ap.add_argument("--json", type=Path, metavar="OUT", help="also the sharded trial's figures; write all as JSON")
     args = ap.parse_args()
 
     import ray
 
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-    ray.init(address="local", include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
+    # With the dashboard, as sharded sweeps start it (Ray Train frees a dead run's placement group through it).
+    ray.init(address="local", include_dashboard=bool(args.json), dashboard_host="127.0.0.1", log_to_driver=False,
+             logging_level=logging.ERROR)
     with tempfile.TemporaryDirectory(prefix="tuner-overhead-") as tmp:
         storage = Path(tmp)
         (storage / "trivial_objective.py").write_text(TRIVIAL)
@@ -158,6 +236,7 @@ def main() -> None:
             runs["raw Ray Tune (defaults: an actor per trial)"] = [
                 (args.raw_defaults, *raw_ray_trivial(args.raw_defaults, storage, False))]
         llm = llm_trial(args.trial_seconds, storage)
+        sharded = {"sharded_ratio": sharded_ratio(storage), "max_hold_s": max_hold(storage)} if args.json else {}
     ray.shutdown()
 
     def per_trial(name: str) -> float:
@@ -178,6 +257,14 @@ def main() -> None:
     print("| wall s (fit() to trial end) | in training steps s | outside training steps | first result after fit() |")
     print("|---:|---:|---:|---:|")
     print(f"| {llm['wall']:.1f} | {llm['train']:.1f} | {outside:.1%} | {llm['first_result']:.1f} s |")
+    growth = max(t.rss_growth() for _, _, t in runs["tuner"])
+    print(f"\nThe driver's resident memory over {args.trials} tuner trials grew {growth:.1f} MB after the 100th "
+          f"(the larger of {len(runs['tuner'])} runs).")
+    if args.json:
+        figures = {"in_trial_overhead": outside, "first_step_s": llm["first_step"], "driver_rss_growth_mb": growth,
+                   **sharded}
+        args.json.write_text(json.dumps(figures, indent=1) + "\n")
+        print(f"\n{json.dumps(figures)}")
     print(f"\n(command: python bench/overhead.py {' '.join(sys.argv[1:])})")
 
 
