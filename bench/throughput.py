@@ -1,11 +1,13 @@
 """Tokens/s of tuner's LLM trial loop vs a plain PyTorch loop on the same model, data and threads.
 
     python bench/throughput.py [--steps 60] [--repeats 3] [--batch 16] [--layers 2] [--hidden 64] [--threads 1]
+                               [--compile]
 
 Both run in this process, interleaved (A B A B ...) so machine noise hits both alike; the table gives the median
 tokens/s of each and their ratio. The trial's figure is its own ``tokens_per_s`` (training steps only, evaluation
 and checkpoints excluded), and its evaluation + checkpoint overhead is shown separately. On a GPU both loops run
-in bf16 autocast (the trial's ``mixed_precision: auto``).
+in bf16 autocast (the trial's ``mixed_precision: auto``). ``--compile`` compiles the model in both loops
+(``train.compile``); the plain loop's AdamW is torch's default (foreach), the trial's is fused where torch has it.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ def plain_loop(spec: TrialSpec, data: TokenData, steps: int) -> float:
     device = torch.device("cuda" if cuda else "cpu")
     torch.manual_seed(t.seed)
     model = build_model(spec.model, seq_len=spec.data.seq_len, tokenizer=build_tokenizer(spec.model)).to(device)
+    if t.compile:
+        model.compile()
     opt = torch.optim.AdamW(model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
     model.train()
     start = time.perf_counter()
@@ -67,12 +71,13 @@ def main() -> None:
     ap.add_argument("--hidden", type=int, default=64)
     ap.add_argument("--seq-len", type=int, default=128)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--compile", action="store_true", help="train.compile in both loops")
     args = ap.parse_args()
 
     spec = TrialSpec(model=ModelSpec(hidden_size=args.hidden, num_layers=args.layers, num_heads=4),
                      data=DataSpec(seq_len=args.seq_len),
                      train=TrainSpec(max_steps=args.steps, eval_every=args.steps, batch_size=args.batch,
-                                     warmup_steps=min(10, args.steps - 1)),
+                                     warmup_steps=min(10, args.steps - 1), compile=args.compile),
                      resources=ResourcesSpec(cpus_per_worker=args.threads))
     cache = Path(tempfile.gettempdir()) / "tuner-bench-data"
     data_dir = prepare(["builtin:python-stdlib"], build_tokenizer(spec.model), cache, val_fraction=0.05).path
@@ -80,7 +85,9 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     plain, ours, outside = [], [], []
-    plain_loop(spec, data, 5)  # warm up allocator and kernels
+    plain_loop(spec, data, 5)  # warm up allocator and kernels (and, with --compile, fill the compile cache)
+    if args.compile:
+        tuner_loop(spec, data_dir, 5)
     for _ in range(args.repeats):
         plain.append(plain_loop(spec, data, args.steps))
         tps, extra = tuner_loop(spec, data_dir, args.steps)
@@ -89,6 +96,7 @@ def main() -> None:
     p, o = statistics.median(plain), statistics.median(ours)
     cuda = torch.cuda.is_available()
     where = f"{torch.cuda.get_device_name()}, bf16 autocast" if cuda else f"CPU, {args.threads} thread(s)"
+    where += ", compiled" if args.compile else ""
     print(f"model: llama hidden {args.hidden}, {args.layers} layers; batch {args.batch} x {args.seq_len}; {where}; "
           f"{args.steps} steps x {args.repeats} repeats, interleaved")
     print("| loop | tokens/s (median) | ratio to plain |")

@@ -82,6 +82,9 @@ class TrainSpec(_Section):
     beta2: float = Field(0.95, ge=0.0, lt=1.0)
     seed: int = 0
     mixed_precision: Literal["auto", "no", "bf16", "fp16"] = "auto"
+    # torch.compile of the model's forward: pays off on a GPU over long trials; its first step costs tens of
+    # seconds of compilation (about 40 s on a 2-core CPU even for a tiny model), so it is off unless asked for.
+    compile: bool = False
 
 
 class SearchSpec(_Section):

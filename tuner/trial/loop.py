@@ -34,7 +34,7 @@ from tuner.trial.checkpoint import (
     write_trial_json,
 )
 from tuner.trial.data import TokenData
-from tuner.trial.model import build_model, build_tokenizer
+from tuner.trial.model import build_model, build_tokenizer, compile_model
 from tuner.trial.optim import adamw, apply_hyperparameters, lr_at, set_lr
 from tuner.trial.parallel import (
     check_same_spec,
@@ -112,6 +112,8 @@ def _setup(spec: TrialSpec, fidelity: Fidelity, data_dir: str | Path) -> _Run:
     fsdp = world > 1 and spec.resources.strategy == "fsdp"
     if fsdp:
         model = fully_shard_model(model, accelerator)
+    if spec.train.compile:
+        model = compile_model(model)
     return _Run(spec, fidelity, accelerator, model, adamw(model, spec.train), data,
                 Progress(next_eval=fidelity.eval_interval), world, rank, fsdp)
 

@@ -10,6 +10,12 @@ from typing import Any
 
 from tuner.spec import ModelSpec
 
+# Every from-config family here has PyTorch's fused scaled-dot-product attention; named, not left to defaults.
+ATTENTION = "sdpa"
+# The backend of train.compile. Tests that only check the compiled path set "eager" (inductor's C++ code generation
+# costs ~40 s per trial on a CPU).
+COMPILE_BACKEND = "inductor"
+
 # Config attributes that carry dropout, per family; a pretrained model gets model.dropout on those it has.
 _DROPOUT_ATTRS = ("attention_dropout", "hidden_dropout", "resid_pdrop", "embd_pdrop", "attn_pdrop", "dropout")
 
@@ -57,4 +63,11 @@ def build_model(m: ModelSpec, *, seq_len: int, tokenizer: Any) -> Any:
         return AutoModelForCausalLM.from_pretrained(m.pretrained, local_files_only=True, dtype="float32",
                                                     **overrides)
     config = model_config(m, vocab_size=len(tokenizer), seq_len=seq_len, tokenizer=tokenizer)
-    return AutoModelForCausalLM.from_config(config)
+    return AutoModelForCausalLM.from_config(config, attn_implementation=ATTENTION)
+
+
+def compile_model(model: Any) -> Any:
+    """Compile the model's forward in place: its parameters and state-dict keys stay as they are, so checkpoints
+    of compiled and plain trials are the same."""
+    model.compile(backend=COMPILE_BACKEND)
+    return model

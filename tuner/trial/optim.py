@@ -17,7 +17,16 @@ def adamw(model: Any, t: TrainSpec) -> torch.optim.Optimizer:
     decay = [p for p in params if p.dim() >= 2]
     no_decay = [p for p in params if p.dim() < 2]
     groups = [{"params": decay, "weight_decay": t.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=t.lr, betas=(t.beta1, t.beta2))
+    return torch.optim.AdamW(groups, lr=t.lr, betas=(t.beta1, t.beta2), fused=fused_supported(params))
+
+
+def fused_supported(params: list[torch.Tensor]) -> bool:
+    """One fused kernel per step instead of a loop over tensors, where torch has it for every parameter's device
+    (CUDA, and the CPU since torch 2.4) and dtype."""
+    from torch.optim.optimizer import _get_fused_kernels_supported_devices
+
+    devices = set(_get_fused_kernels_supported_devices())
+    return bool(params) and all(p.device.type in devices and p.is_floating_point() for p in params)
 
 
 def lr_at(t: TrainSpec, position: float, step_size: float, max_t: float) -> float:

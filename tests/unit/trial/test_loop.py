@@ -157,3 +157,34 @@ def test_gradient_accumulation_counts_every_micro_batch(data_dir):
     assert [m["step"] for m in metrics] == [6, 12, 18, 24]  # 2 x 2 sequences per optimizer step
     assert metrics[-1]["tokens"] == 24 * 4 * 32 and metrics[-1]["val_loss"] < metrics[0]["val_loss"]
     assert float(states[24]["optimizer"]["state"][0]["step"]) == 24  # one optimizer step per 2 micro-batches
+
+
+@pytest.mark.parametrize("family", ["llama", "gpt2", "mistral", "qwen2"])
+def test_models_use_sdpa_attention_and_a_fused_adamw(family):
+    from tuner.trial.optim import adamw
+
+    model = build_model(ModelSpec(family=family, hidden_size=32, num_layers=1, num_heads=2), seq_len=32,
+                        tokenizer=build_tokenizer(ModelSpec()))
+    assert model.config._attn_implementation == "sdpa"
+    optimizer = adamw(model, TrainSpec())
+    assert all(g["fused"] for g in optimizer.param_groups)  # torch >= 2.4 has the fused kernel on the CPU too
+
+
+def test_a_compiled_trial_trains_as_the_plain_one_and_their_checkpoints_interchange(data_dir, monkeypatch):
+    import torch._dynamo
+
+    import tuner.trial.model
+
+    # Dynamo traces the model as for inductor; the "eager" backend runs the traced graph without inductor's C++
+    # code generation (~40 s on this CPU), so the test checks tuner's compiled path, not torch's compiler.
+    monkeypatch.setattr(tuner.trial.model, "COMPILE_BACKEND", "eager")
+    budget = Fidelity("step", 12, 6, 6)
+    plain, _ = run(tiny(), budget, data_dir)
+    torch._dynamo.reset()
+    torch._dynamo.utils.counters.clear()
+    compiled, states = run(tiny(compile=True), budget, data_dir)
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] >= 1  # the forward ran compiled
+    for a, b in zip(plain, compiled, strict=True):
+        assert a["val_loss"] == pytest.approx(b["val_loss"], rel=1e-5)
+    resumed, _ = run(tiny(), Fidelity("step", 18, 6, 6), data_dir, restore=states[12])  # a plain trial restores it
+    assert [m["step"] for m in resumed] == [18] and math.isfinite(resumed[0]["val_loss"])
