@@ -25,6 +25,7 @@ PROBE = textwrap.dedent('''
     nodes = [cluster.add_node(num_cpus=4, num_gpus=4) for _ in range(2)]
     cluster.wait_for_nodes()
     ray.init(address=cluster.address, log_to_driver=False)
+    print("ADDRESS", cluster.address, flush=True)  # the test checks the unplaceable error meanwhile
 
     from ray.train import RunConfig
     from ray.train.v2.api.data_parallel_trainer import DataParallelTrainer
@@ -81,8 +82,8 @@ PROBE = textwrap.dedent('''
     if errors:
         sys.exit("; ".join(errors))
     (out / "worker_nodes.json").write_text(json.dumps([n.node_id for n in nodes]))
-    print("ADDRESS", cluster.address, flush=True)
-    sys.stdin.readline()  # the test runs `tuner run --address` against this cluster, then lets it go
+    print("DONE", flush=True)
+    sys.stdin.readline()  # until the test's `tuner run --address` against this cluster has ended
     ray.shutdown()
     cluster.shutdown()
 ''')
@@ -103,11 +104,27 @@ def test_pack_spread_gang_waiting_and_the_unplaceable_error(tmp_path, corpus):
     proc = subprocess.Popen([sys.executable, str(probe), str(tmp_path)], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        line = ""
-        while proc.poll() is None and not line.startswith("ADDRESS"):
-            line = proc.stdout.readline()
-        assert line.startswith("ADDRESS"), proc.stderr.read()[-3000:]
-        address = line.split()[1]
+        def line_starting(word: str) -> str:
+            line = ""
+            while proc.poll() is None and not line.startswith(word):
+                line = proc.stdout.readline()
+            assert line.startswith(word), proc.stderr.read()[-3000:]
+            return line
+
+        address = line_starting("ADDRESS").split()[1]
+        # A trial no node can hold is refused before anything starts; checked while the probe's trainers run (the
+        # check reads the nodes' total resources, which they do not change).
+        (tmp_path / "corpus.txt").write_text(Path(corpus).read_text()[:100_000])
+        (tmp_path / "spec.yaml").write_text(SPEC)
+        unplaceable = subprocess.Popen([sys.executable, "-m", "tuner", "run", str(tmp_path / "spec.yaml"), "--address",
+                                        address, "--set", f"storage={tmp_path / 'sweeps'}"],
+                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        _, stderr = unplaceable.communicate(timeout=300)
+        assert unplaceable.returncode == 2, stderr[-3000:]
+        assert "3 workers x {CPU: 1, GPU: 3}" in stderr and "largest node has {CPU: 4, GPU: 4}" in stderr
+        assert "holds at most 2 such workers" in stderr
+        assert not (tmp_path / "sweeps" / "unplaceable").exists()
+        line_starting("DONE")
 
         def worker(name: str, rank: int) -> dict:
             return json.loads((tmp_path / f"{name}-{rank}.json").read_text())
@@ -123,15 +140,6 @@ def test_pack_spread_gang_waiting_and_the_unplaceable_error(tmp_path, corpus):
         # second started on the GPUs left over), and the second started only once the first had ended.
         assert all(w["other_waited_or_ran"] for w in gangs[0] + gangs[1])
         assert min(w["start"] for w in gangs[1]) >= max(w["end"] for w in gangs[0])
-
-        (tmp_path / "corpus.txt").write_text(Path(corpus).read_text()[:100_000])
-        (tmp_path / "spec.yaml").write_text(SPEC)
-        run = subprocess.run([sys.executable, "-m", "tuner", "run", str(tmp_path / "spec.yaml"), "--address", address,
-                              "--set", f"storage={tmp_path / 'sweeps'}"], capture_output=True, text=True, timeout=300)
-        assert run.returncode == 2, run.stderr[-3000:]
-        assert "3 workers x {CPU: 1, GPU: 3}" in run.stderr and "largest node has {CPU: 4, GPU: 4}" in run.stderr
-        assert "holds at most 2 such workers" in run.stderr
-        assert not (tmp_path / "sweeps" / "unplaceable").exists()
     finally:
         if proc.poll() is None:
             proc.communicate("\n", timeout=120)
