@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import gc
 import logging
 import os
 import re
@@ -31,6 +32,12 @@ os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
 os.environ["WANDB_MODE"] = "offline"
 os.environ["WANDB_SILENT"] = "true"
 WANDB_DIR = os.environ.setdefault("WANDB_DIR", tempfile.mkdtemp(prefix="tuner-wandb-"))
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    # Every module the tests import (Ray, torch, transformers: ~900k objects) stays for the session: the garbage
+    # collector's full collections, and the last one at exit, need not walk them (they took ~5% of the unit tier).
+    gc.freeze()
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
