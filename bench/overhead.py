@@ -11,10 +11,14 @@
 3. One LLM trial sized to run about --trial-seconds: the fraction of its wall time (from fit() to the trial's end)
    spent outside training steps (actor start, imports, model build, evaluation, checkpoints, reporting).
 4. The driver's resident memory over the N tuner trials: its growth from the 100th trial to the last.
+5. The sweep store's size per report: two sweeps through tuner's driver (store on), of trials that report the LLM
+   trial's metrics --store-reports times; the growth of the SQLite store (and of Tune's experiment directory) from
+   the smaller sweep to the larger, per reported row.
 
 With --json OUT it also runs a sharded trial against one plain Ray Train run (bench/sharded_overhead.py's runners)
 and a sweep of 2-worker trials that rung-asha cuts on a Ray that holds one at a time, watching their placement
-groups, and writes {"in_trial_overhead", "first_step_s", "sharded_ratio", "driver_rss_growth_mb", "max_hold_s"}.
+groups, and writes {"in_trial_overhead", "first_step_s", "sharded_ratio", "driver_rss_growth_mb", "max_hold_s",
+"store_bytes_per_report", "experiment_bytes_per_report"}.
 ``first_step_s`` is an upper bound: fit() to the first result, less the first interval's training time (the first
 evaluation and checkpoint stay in it).
 """
@@ -43,6 +47,16 @@ from ray import tune
 
 def trivial(config):
     tune.report({"loss": (config["x"] - 0.3) ** 2})
+
+
+def llm_shaped(config):
+    """Reports as many rows as asked, each with the LLM trial's metrics (bench/overhead.py's store figure)."""
+    for i in range(1, config["reports"] + 1):
+        loss = 5.0 / i + config["x"]
+        tune.report({"step": 25 * i, "tokens": 51200 * i, "train_loss": loss + 0.01, "val_loss": loss,
+                     "val_ppl": 2.718 ** loss, "lr": 3.0e-4 * config["x"], "tokens_per_s": 24000.0 + i,
+                     "resumed_at_step": 0, "resumed_from": "", "world_size": 1, "wrapper": "none",
+                     "params_total": 112448, "params_local": 112448})
 '''
 
 
@@ -156,6 +170,30 @@ def llm_trial(seconds: float, storage: Path) -> dict[str, float]:
             "reports": len(rows), "tokens_per_s": rows[-1]["tokens_per_s"]}
 
 
+def store_per_report(storage: Path, reports: int) -> dict[str, float]:
+    """Bytes per reported row: the store (SQLite, with its WAL) and Tune's experiment directory, each as its growth
+    from a sweep of 20 trials to one of 120, over the rows the larger sweep added."""
+    from tuner.spec import validate
+    from tuner.sweep.driver import run_sweep
+
+    def sweep(trials: int) -> tuple[int, int, int]:
+        root = storage / f"store-{trials}"
+        spec = validate({"name": f"store-{trials}", "storage": str(root), "trainable": "trivial_objective:llm_shaped",
+                         "search": {"metric": "val_loss", "algorithm": "random", "scheduler": "fifo",
+                                    "num_trials": trials, "max_t": reports,
+                                    "space": {"x": {"uniform": [0.0, 1.0]}, "reports": {"choice": [reports]}}}},
+                        spec_dir=storage)
+        run_sweep(spec)
+        db = sum(f.stat().st_size for f in root.glob("tuner.db*"))
+        experiment = sum(f.stat().st_size for f in spec.sweep_dir.rglob("*") if f.is_file())
+        return trials * reports, db, experiment
+
+    small, large = sweep(20), sweep(120)
+    rows = large[0] - small[0]
+    return {"store_bytes_per_report": (large[1] - small[1]) / rows,
+            "experiment_bytes_per_report": (large[2] - small[2]) / rows}
+
+
 def sharded_ratio(storage: Path) -> float:
     """Wall time of a tuner sweep of one 2-worker trial over one plain Ray Train run of the same loop."""
     from bench.sharded_overhead import plain_train, spec_raw, tuner_sweep
@@ -213,6 +251,7 @@ def main() -> None:
     ap.add_argument("--trial-seconds", type=float, default=60.0)
     ap.add_argument("--raw-defaults", type=int, default=0, metavar="N",
                     help="also N trials through raw Ray Tune with its defaults (a fresh actor per trial: slow)")
+    ap.add_argument("--store-reports", type=int, default=20, metavar="R", help="reports per trial, store figure")
     ap.add_argument("--json", type=Path, metavar="OUT", help="also the sharded trial's figures; write all as JSON")
     args = ap.parse_args()
 
@@ -236,6 +275,7 @@ def main() -> None:
             runs["raw Ray Tune (defaults: an actor per trial)"] = [
                 (args.raw_defaults, *raw_ray_trivial(args.raw_defaults, storage, False))]
         llm = llm_trial(args.trial_seconds, storage)
+        store = store_per_report(storage, args.store_reports)
         sharded = {"sharded_ratio": sharded_ratio(storage), "max_hold_s": max_hold(storage)} if args.json else {}
     ray.shutdown()
 
@@ -260,9 +300,12 @@ def main() -> None:
     growth = max(t.rss_growth() for _, _, t in runs["tuner"])
     print(f"\nThe driver's resident memory over {args.trials} tuner trials grew {growth:.1f} MB after the 100th "
           f"(the larger of {len(runs['tuner'])} runs).")
+    print(f"\nThe sweep store grew {store['store_bytes_per_report']:.0f} bytes per reported row (Tune's experiment "
+          f"directory {store['experiment_bytes_per_report']:.0f}), trials reporting the LLM trial's metrics "
+          f"{args.store_reports} times.")
     if args.json:
         figures = {"in_trial_overhead": outside, "first_step_s": llm["first_step"], "driver_rss_growth_mb": growth,
-                   **sharded}
+                   **sharded, **store}
         args.json.write_text(json.dumps(figures, indent=1) + "\n")
         print(f"\n{json.dumps(figures)}")
     print(f"\n(command: python bench/overhead.py {' '.join(sys.argv[1:])})")

@@ -1,13 +1,16 @@
 """Tokens/s of tuner's LLM trial loop vs a plain PyTorch loop on the same model, data and threads.
 
     python bench/throughput.py [--steps 60] [--repeats 3] [--batch 16] [--layers 2] [--hidden 64] [--threads 1]
-                               [--compile]
+                               [--compile] [--profile] [--sync-check]
 
 Both run in this process, interleaved (A B A B ...) so machine noise hits both alike; the table gives the median
 tokens/s of each and their ratio. The trial's figure is its own ``tokens_per_s`` (training steps only, evaluation
 and checkpoints excluded), and its evaluation + checkpoint overhead is shown separately. On a GPU both loops run
 in bf16 autocast (the trial's ``mixed_precision: auto``). ``--compile`` compiles the model in both loops
 (``train.compile``); the plain loop's AdamW is torch's default (foreach), the trial's is fused where torch has it.
+``--profile`` prints, for each loop, the operators that took the most device (or CPU) time over one run, to see
+where the trial's steps differ from the plain ones; ``--sync-check`` (CUDA) counts the host syncs torch reports
+during one trial (``torch.cuda.set_sync_debug_mode``): one per report is expected (the reported loss).
 """
 
 from __future__ import annotations
@@ -62,6 +65,43 @@ def tuner_loop(spec: TrialSpec, data_dir: Path, steps: int) -> tuple[float, floa
     return tps, wall - train_s
 
 
+def profile(spec: TrialSpec, data: TokenData, data_dir: Path, steps: int) -> None:
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    cuda = torch.cuda.is_available()
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    sort = "self_cuda_time_total" if cuda else "self_cpu_time_total"
+    for name, run in (("plain PyTorch", lambda: plain_loop(spec, data, steps)),
+                      ("tuner trial (fit, with its one evaluation and checkpoint)",
+                       lambda: tuner_loop(spec, data_dir, steps))):
+        with torch_profile(activities=activities) as prof:
+            run()
+        print(f"\n#### {name}: {steps} steps, top operators by {sort}\n")
+        print(prof.key_averages().table(sort_by=sort, row_limit=20))
+
+
+def sync_check(spec: TrialSpec, data_dir: Path, steps: int) -> None:
+    import warnings
+
+    if not torch.cuda.is_available():
+        print("sync check: needs CUDA")
+        return
+    reports: list[dict] = []
+    torch.cuda.set_sync_debug_mode("warn")
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            fit(spec, Fidelity("step", steps, steps // 2, steps // 2), data_dir, lambda m, d: reports.append(m))
+    finally:
+        torch.cuda.set_sync_debug_mode(0)
+    syncs = [str(w.message).splitlines()[0] for w in caught if "synchroniz" in str(w.message)]
+    print(f"sync check: {len(syncs)} host syncs over {steps} steps and {len(reports)} reports (set-up, evaluation and "
+          f"checkpoints included)")
+    for line, count in sorted({m: syncs.count(m) for m in syncs}.items(), key=lambda kv: -kv[1])[:10]:
+        print(f"  {count} x {line}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--steps", type=int, default=60)
@@ -72,6 +112,8 @@ def main() -> None:
     ap.add_argument("--seq-len", type=int, default=128)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--compile", action="store_true", help="train.compile in both loops")
+    ap.add_argument("--profile", action="store_true", help="the top operators of each loop")
+    ap.add_argument("--sync-check", action="store_true", help="count the trial's host syncs (CUDA)")
     args = ap.parse_args()
 
     spec = TrialSpec(model=ModelSpec(hidden_size=args.hidden, num_layers=args.layers, num_heads=4),
@@ -104,6 +146,10 @@ def main() -> None:
     print(f"| plain PyTorch | {p:,.0f} | 1.00 |")
     print(f"| tuner trial (fit) | {o:,.0f} | {o / p:.2f} |")
     print(f"tuner trial outside training steps (setup, eval, checkpoint): {statistics.median(outside):.2f} s per run")
+    if args.profile:
+        profile(spec, data, data_dir, args.steps)
+    if args.sync_check:
+        sync_check(spec, data_dir, args.steps)
 
 
 if __name__ == "__main__":
