@@ -222,11 +222,12 @@ def alive(pid: int) -> bool:
 
 
 def _stop_groups(pids: list[int]) -> None:
-    """SIGTERM to nodes' `ray start --block` processes (each stops its node's processes), all at once, then SIGKILL
-    to each whole group."""
+    """SIGTERM to each node's whole process group (its `ray start --block` leader, which stops the node's services,
+    and the worker processes, which would otherwise keep the raylet waiting), all at once; then SIGKILL to
+    whatever of a group is left once its leader has ended or the timeout has passed."""
     for pid in pids:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGTERM)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, signal.SIGTERM)
     deadline = time.monotonic() + STOP_TIMEOUT_S
     while any(alive(pid) for pid in pids) and time.monotonic() < deadline:
         for pid in pids:
