@@ -16,9 +16,10 @@
    the smaller sweep to the larger, per reported row.
 
 With --json OUT it also runs a sharded trial against one plain Ray Train run (bench/sharded_overhead.py's runners)
-and a sweep of 2-worker trials that rung-asha cuts on a Ray that holds one at a time, watching their placement
-groups, and writes {"in_trial_overhead", "first_step_s", "sharded_ratio", "driver_rss_growth_mb", "max_hold_s",
-"store_bytes_per_report", "experiment_bytes_per_report"}.
+and sweeps of 2-worker trials on a Ray that holds one at a time, whose trials rung-asha cuts or a spent budget
+stops, watching their placement groups, and writes {"in_trial_overhead", "first_step_s", "sharded_ratio",
+"driver_rss_growth_mb", "max_hold_s", "max_hold_s_by_stop", "store_bytes_per_report",
+"experiment_bytes_per_report"}.
 ``first_step_s`` is an upper bound: fit() to the first result, less the first interval's training time (the first
 evaluation and checkpoint stay in it).
 """
@@ -205,35 +206,51 @@ def sharded_ratio(storage: Path) -> float:
     return sharded / plain
 
 
-def max_hold(storage: Path) -> float:
-    """The longest a trial's Train run kept its placement group after the trial's last report, in a sweep of three
-    2-worker trials (1 CPU each, on 2 CPUs: one at a time) of which rung-asha cuts two at their first rung."""
+# A PBT exploit's stop is measured by tests/integration/test_sharded.py::test_pbt_exploits_two_worker_fsdp_trials:
+# an exploit needs two trials at once, kept in step.
+HOLD_STOPS = ("asha", "budget")
 
+
+def hold_times(storage: Path, stop: str) -> list[float]:
+    """Seconds each Train run kept its placement group after its last report, in a sweep of 2-worker trials (1 CPU
+    each, on 2 CPUs: one at a time, so the groups and the runs pair up in order) whose trials ``stop`` ends:
+
+    - asha: three trials, rung-asha cuts the two with a useless learning rate at their first rung;
+    - budget: a CPU budget that runs out during the first trial's run.
+    """
     sys.path.insert(0, str(REPO / "tests"))
     from support import PlacementGroupWatch  # type: ignore[import-not-found]
 
     from tuner.spec import validate
     from tuner.sweep.driver import run_sweep
 
-    lrs = [1.0e-2, 1.0e-6, 1.0e-6]
-    spec = validate({"name": "hold", "storage": str(storage),
+    lrs = {"asha": [1.0e-2, 1.0e-6, 1.0e-6], "budget": [1.0e-2, 1.0e-2]}[stop]
+    search = {"asha": {"scheduler": "rung-asha"}, "budget": {"scheduler": "fifo"}}[stop]
+    spec = validate({"name": f"hold-{stop}", "storage": str(storage),
                      "model": {"family": "llama", "hidden_size": 32, "num_layers": 1, "num_heads": 2},
                      "data": {"seq_len": 32, "source": str(_corpus(storage))},
                      "train": {"max_steps": 54, "eval_every": 18, "batch_size": 4, "warmup_steps": 0,
                                "eval_tokens": 1024},
-                     "search": {"algorithm": "random", "scheduler": "rung-asha", "num_trials": 3,
-                                "space": {"train.lr": {"choice": lrs[:2]}},
+                     "search": {"algorithm": "random", "num_trials": len(lrs), **search,
+                                "space": {"train.lr": {"choice": sorted(set(lrs))}},
                                 "points_to_evaluate": [{"train.lr": lr} for lr in lrs]},
+                     **({"budget": {"cpu_hours": 16 / 3600}} if stop == "budget" else {}),
                      "resources": {"workers_per_trial": 2, "cpus_per_worker": 1}})
     with PlacementGroupWatch() as watch:
         result = run_sweep(spec)
         deadline = time.monotonic() + 60
         while not all("REMOVED" in r for r in watch.runs(bundles=2)) and time.monotonic() < deadline:
             time.sleep(0.1)
-    runs = watch.runs(bundles=2)
-    last = sorted(json.loads((Path(t["path"]) / "result.json").read_text().splitlines()[-1])["timestamp"]
-                  for t in result.trials)
-    return max(run.get("REMOVED", math.inf) - at for run, at in zip(runs, last, strict=True))
+    groups = watch.runs(bundles=2)
+    last: dict[str, float] = {}  # each Train run's last report, in the order the runs started
+    for t in result.trials:
+        for line in (Path(t["path"]) / "result.json").read_text().splitlines():
+            row = json.loads(line)
+            last[row["train_run"]] = max(last.get(row["train_run"], 0.0), row["timestamp"])
+    runs = sorted(last.values())
+    if len(runs) != len(groups):
+        raise RuntimeError(f"{stop}: {len(runs)} Train runs reported but {len(groups)} placement groups were seen")
+    return [group.get("REMOVED", math.inf) - at for group, at in zip(groups, runs, strict=True)]
 
 
 def _corpus(storage: Path) -> Path:
@@ -276,7 +293,11 @@ def main() -> None:
                 (args.raw_defaults, *raw_ray_trivial(args.raw_defaults, storage, False))]
         llm = llm_trial(args.trial_seconds, storage)
         store = store_per_report(storage, args.store_reports)
-        sharded = {"sharded_ratio": sharded_ratio(storage), "max_hold_s": max_hold(storage)} if args.json else {}
+        sharded: dict[str, Any] = {}
+        if args.json:
+            holds = {stop: max(hold_times(storage, stop)) for stop in HOLD_STOPS}
+            sharded = {"sharded_ratio": sharded_ratio(storage), "max_hold_s": max(holds.values()),
+                       "max_hold_s_by_stop": holds}
     ray.shutdown()
 
     def per_trial(name: str) -> float:

@@ -183,9 +183,10 @@ def test_pbt_exploits_two_worker_fsdp_trials(ray_local, tiny_raw, s3, monkeypatc
                     {"train.lr": 1.0e-4}, {"train.lr": 2.0e-2}]},
         resources={"workers_per_trial": 2, "cpus_per_worker": 0.5, "strategy": "fsdp"}, **over))
     db = spec.sweep_dir.parent / "tuner.db"
-    with Lockstep(lambda: train_run_progress(db, spec.name), _train_run_workers, lead=steps_per_report, trials=2,
-                  end=80) as lockstep:
+    with PlacementGroupWatch() as watch, Lockstep(lambda: train_run_progress(db, spec.name), _train_run_workers,
+                                                  lead=steps_per_report, trials=2, end=80) as lockstep:
         result = run_sweep(spec)
+        wait_until(lambda: all("REMOVED" in r for r in watch.runs(bundles=2)), "every Train run to end", timeout=60)
     print(f"the trial ahead was held {lockstep.holds} time(s)")
     exploits = [json.loads(line) for line in read(f"{spec.location}/pbt_global.txt").splitlines()]
     assert exploits, "no exploit happened"
@@ -203,6 +204,17 @@ def test_pbt_exploits_two_worker_fsdp_trials(ray_local, tiny_raw, s3, monkeypatc
         assert first["step"] == first["resumed_at_step"] + steps_per_report
         assert math.isclose(first["lr"], new_lr, rel_tol=1e-12)  # its own new lr, on every rank's optimizer
     assert all(t["last_result"]["world_size"] == 2 for t in result.trials)
+    # Every Train run (an exploited trial's ends when PBT pauses it) freed its workers' placement group within 10 s of
+    # its last report. Runs and groups pair up in the order they ended (closest pairs: a held group would show).
+    ends: dict[str, float] = {}
+    for trial in result.trials:
+        for r in trial_rows(trial):
+            ends[r["train_run"]] = max(ends.get(r["train_run"], 0.0), r["timestamp"])
+    removed = sorted(g["REMOVED"] for g in watch.runs(bundles=2))
+    assert len(removed) == len(ends) >= 3, (removed, ends)  # two trials' runs and the exploit's new one at least
+    held = [at - end for at, end in zip(removed, sorted(ends.values()), strict=True)]
+    print(f"each Train run's placement group went {', '.join(f'{h:.1f}' for h in held)} s after its last report")
+    assert max(held) < 10 + 1, held  # Tune's timestamps are whole seconds
     # Only an exploited trial restarts (a new Train run); the donor trains on in its first one.
     donor_runs = {r["train_run"] for r in trial_rows(by_index[int(exploits[0][1].split("_")[0])])}
     assert len(donor_runs) == 1
