@@ -15,13 +15,19 @@ import pytest
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 PROBE = textwrap.dedent('''
-    import json, sys, threading, time
+    import json, socket, sys, threading, time
     from pathlib import Path
     import ray
     from ray.cluster_utils import Cluster
 
     out = Path(sys.argv[1])
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False})
+    # With its own dashboard: Ray Train's placement-group cleaner asks the state API whether its controller lives, and
+    # a cluster without one makes it ask the session's Ray's dashboard on the default port, which waits 10 s per run.
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dashboard_port = s.getsockname()[1]
+    cluster = Cluster(initialize_head=True, head_node_args={
+        "num_cpus": 0, "include_dashboard": True, "dashboard_host": "127.0.0.1", "dashboard_port": dashboard_port})
     nodes = [cluster.add_node(num_cpus=4, num_gpus=4) for _ in range(2)]
     cluster.wait_for_nodes()
     ray.init(address=cluster.address, log_to_driver=False)
