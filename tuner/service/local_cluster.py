@@ -34,9 +34,10 @@ from typing import Any
 
 STATE_FILE = "cluster.json"
 START_TIMEOUT_S = 90.0
-# For `ray start --block` to stop its node on SIGTERM; then the node's whole process group is killed. A node that ran a
-# stopped job's sharded trial can keep Ray Train's detached PlacementGroupCleaner actor, which outlives SIGTERM.
-STOP_TIMEOUT_S = 10.0
+# For `ray start --block` to stop its node on SIGTERM (a clean stop takes 1-3 s here); then the node's whole process
+# group is killed. A node that ran a stopped job's sharded trial can keep a process that outlives SIGTERM, and a local
+# cluster being torn down has nothing left to lose.
+STOP_TIMEOUT_S = 5.0
 
 
 class ClusterError(RuntimeError):
