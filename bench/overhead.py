@@ -219,7 +219,7 @@ def hold_times(storage: Path, stop: str) -> list[float]:
     - budget: a CPU budget that runs out during the first trial's run.
     """
     sys.path.insert(0, str(REPO / "tests"))
-    from support import PlacementGroupWatch  # type: ignore[import-not-found]
+    from support import PlacementGroupWatch, train_run_ends  # type: ignore[import-not-found]
 
     from tuner.spec import validate
     from tuner.sweep.driver import run_sweep
@@ -242,12 +242,9 @@ def hold_times(storage: Path, stop: str) -> list[float]:
         while not all("REMOVED" in r for r in watch.runs(bundles=2)) and time.monotonic() < deadline:
             time.sleep(0.1)
     groups = watch.runs(bundles=2)
-    last: dict[str, float] = {}  # each Train run's last report, in the order the runs started
-    for t in result.trials:
-        for line in (Path(t["path"]) / "result.json").read_text().splitlines():
-            row = json.loads(line)
-            last[row["train_run"]] = max(last.get(row["train_run"], 0.0), row["timestamp"])
-    runs = sorted(last.values())
+    # Each Train run's last report; one run at a time, so in the order the runs started.
+    runs = sorted(train_run_ends(json.loads(line) for t in result.trials
+                                 for line in (Path(t["path"]) / "result.json").read_text().splitlines()).values())
     if len(runs) != len(groups):
         raise RuntimeError(f"{stop}: {len(runs)} Train runs reported but {len(groups)} placement groups were seen")
     return [group.get("REMOVED", math.inf) - at for group, at in zip(groups, runs, strict=True)]

@@ -47,7 +47,7 @@ def plain_train(spec: Any, storage: Path) -> tuple[float, float]:
     from tuner.spec.fidelity import fidelity
     from tuner.sweep.tuner import param_space, prepare_data
     from tuner.trial.entry import decode
-    from tuner.trial.workers import _worker_loop, scaling_config
+    from tuner.trial.workers import _worker_loop, loop_config, scaling_config
 
     mark = storage / f"first-{time.monotonic_ns()}"
 
@@ -59,9 +59,8 @@ def plain_train(spec: Any, storage: Path) -> tuple[float, float]:
     config = param_space(spec, fidelity(spec), prepare_data(spec))
     config["train"]["lr"] = 3.0e-3
     trial = decode(config)
-    loop_config = {"spec": trial.spec, "fidelity": trial.fidelity, "data_dir": trial.data_dir, "restore": None,
-                   "trial_id": "plain", "bucket": None}
-    trainer = TorchTrainer(_worker_loop, train_loop_config=loop_config,
+    trainer = TorchTrainer(_worker_loop, train_loop_config=loop_config(trial.spec, trial.fidelity, trial.data_dir,
+                                                                       None, "plain"),
                            scaling_config=scaling_config(spec.resources),
                            run_config=RunConfig(name=mark.name, storage_path=str(storage / "plain"),
                                                 callbacks=[First()]))

@@ -27,7 +27,7 @@ from tuner.service.local_cluster import alive
 
 VENV_BIN = Path(sys.executable).parent
 __all__ = ["Lockstep", "LoopbackProxy", "PlacementGroupWatch", "alive", "cli_env", "freeze", "frozen", "result_rows",
-           "rows_by_trial", "saved_trial_states", "stored_rows", "thaw", "trial_states", "wait_until"]
+           "rows_by_trial", "saved_trial_states", "stored_rows", "thaw", "train_run_ends", "trial_states", "wait_until"]
 T = TypeVar("T")
 
 
@@ -164,6 +164,14 @@ def _local_placement_groups() -> dict[str, tuple[str, int]]:
     import ray
 
     return {pg_id: (pg["state"], len(pg["bundles"])) for pg_id, pg in ray.util.placement_group_table().items()}
+
+
+def train_run_ends(rows: Iterable[dict[str, Any]]) -> dict[str, float]:
+    """Each sharded trial's Train run (by its ``train_run`` name) and the timestamp of its last report."""
+    ends: dict[str, float] = {}
+    for r in rows:
+        ends[r["train_run"]] = max(ends.get(r["train_run"], 0.0), r["timestamp"])
+    return ends
 
 
 def result_rows(trial_dir: Path) -> list[dict[str, Any]]:

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from support import Lockstep, PlacementGroupWatch, result_rows, stored_rows, wait_until
+from support import Lockstep, PlacementGroupWatch, result_rows, stored_rows, train_run_ends, wait_until
 
 from tuner.spec import validate
 from tuner.sweep.driver import run_sweep
@@ -206,10 +206,7 @@ def test_pbt_exploits_two_worker_fsdp_trials(ray_local, tiny_raw, s3, monkeypatc
     assert all(t["last_result"]["world_size"] == 2 for t in result.trials)
     # Every Train run (an exploited trial's ends when PBT pauses it) freed its workers' placement group within 10 s of
     # its last report. Runs and groups pair up in the order they ended (closest pairs: a held group would show).
-    ends: dict[str, float] = {}
-    for trial in result.trials:
-        for r in trial_rows(trial):
-            ends[r["train_run"]] = max(ends.get(r["train_run"], 0.0), r["timestamp"])
+    ends = train_run_ends(r for trial in result.trials for r in trial_rows(trial))
     removed = sorted(g["REMOVED"] for g in watch.runs(bundles=2))
     assert len(removed) == len(ends) >= 3, (removed, ends)  # two trials' runs and the exploit's new one at least
     held = [at - end for at, end in zip(removed, sorted(ends.values()), strict=True)]

@@ -82,8 +82,8 @@ def train_sharded(spec: TrialSpec, fidelity: Fidelity, data_dir: str, train_stor
     os.environ.setdefault(TRAIN_POLL_ENV, TRAIN_POLL_INTERVAL_S)  # a user's own setting wins
     run_name = f"{trial_id}-{uuid.uuid4().hex[:8]}"
     bucket = Bucket(train_storage, storage_endpoint) if is_remote(train_storage) else None
-    trainer = _trainer(spec, {"spec": spec, "fidelity": fidelity, "data_dir": data_dir, "restore": restore,
-                              "trial_id": trial_id, "bucket": bucket}, run_name, train_storage, queue, bucket)
+    trainer = _trainer(spec, loop_config(spec, fidelity, data_dir, restore, trial_id, bucket), run_name, train_storage,
+                       queue, bucket)
     outcome: dict[str, BaseException] = {}
 
     def run() -> None:
@@ -154,6 +154,13 @@ def _abort(controller: Any) -> None:
 
     with contextlib.suppress(Exception):  # the controller exits inside abort(): the call ends with an actor error
         ray.get(controller.abort.remote(), timeout=ABORT_TIMEOUT_S)
+
+
+def loop_config(spec: TrialSpec, fidelity: Fidelity, data_dir: str, restore: str | None, trial_id: str,
+                bucket: Bucket | None = None) -> dict[str, Any]:
+    """What ``_worker_loop`` reads: the decoded trial, the checkpoint to start from, and the bucket it lies in."""
+    return {"spec": spec, "fidelity": fidelity, "data_dir": data_dir, "restore": restore, "trial_id": trial_id,
+            "bucket": bucket}
 
 
 def _worker_loop(cfg: dict[str, Any]) -> None:
