@@ -26,6 +26,14 @@ MIN_PAIRS = 6
 MIN_RANK_CORRELATION = 0.3
 
 
+# The hedge pool: trials the mftpe searcher proposed uniformly at random while it modelled on full-length results.
+# rung-asha judges each of them against the other hedge trials only, so that a model drawn to configs that start fast
+# cannot crowd out, at a low rung, the random configs that lead only late (short-horizon bias). Trial ids are unique
+# per process (Ray's), and the searcher and scheduler of a sweep both live in its driver, so one registry serves;
+# the searcher keeps its own copy and registers it again when restored.
+HEDGE_TRIALS: set[str] = set()
+
+
 def rung_levels(max_t: float, eta: float, *, min_t: float = 0.0, grace: float | None = None,
                 count: int = RUNGS) -> tuple[float, ...]:
     """The rung milestones, ascending and ending at ``max_t``. With ``grace`` (an explicit first rung) they are

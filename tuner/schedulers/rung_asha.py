@@ -8,7 +8,10 @@ halving, Li et al. 2020), so an early trial that later ones outrank at its rung 
 never judged at a rung whose ranking the sweep's own trials show does not predict a higher rung's
 (``tuner._util.rungs.RungRecords.reliable``): such a rung is passed freely.
 
-Stopped trials keep their values at the rungs they reached: they are the competition the later trials face.
+Stopped trials keep their values at the rungs they reached: they are the competition the later trials face. A trial
+in the hedge pool (``tuner._util.rungs.HEDGE_TRIALS``: the mftpe searcher's random proposals once it models on
+full-length results) faces only the other hedge trials, while every other trial faces all of them: the hedge runs as
+random search with ASHA would, however far the model's proposals outrank it at the low rungs.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from ray.tune.experiment import Trial
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
 from tuner._util.objective import Objective, finite
-from tuner._util.rungs import RungRecords
+from tuner._util.rungs import HEDGE_TRIALS, RungRecords
 
 
 class RungASHA(FIFOScheduler):
@@ -59,8 +62,11 @@ class RungASHA(FIFOScheduler):
             self.records.record(trial.trial_id, result[self._time_attr], loss)
 
     def promotable(self, trial_id: str, rung: int) -> bool:
-        """The trial ranks in the top max(1, n // eta) of the n trials recorded at the rung (ties in its favour)."""
+        """The trial ranks in the top max(1, n // eta) of the n trials recorded at the rung (ties in its favour); a
+        hedge trial, of the n hedge trials."""
         values = self.records.values[rung]
+        if trial_id in HEDGE_TRIALS:
+            values = {t: v for t, v in values.items() if t in HEDGE_TRIALS}
         mine = values[trial_id]
         better = sum(v < mine for t, v in values.items() if t != trial_id)
         return better < max(1, int(len(values) // self._eta))

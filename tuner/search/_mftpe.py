@@ -12,7 +12,11 @@
 - The densities are BOHB's multivariate kernel density estimates (``tuner.search._kde``) over the unit cube of
   ``tuner.search._space``: log ranges on a log scale, numeric choices as ordered grids. 64 candidates are drawn from
   the good density l(x) with its bandwidths tripled; the one with the largest l(x) / g(x) wins.
-- A third of the proposals are drawn uniformly instead, as a hedge against a misleading model (BOHB's default).
+- A third of the proposals are drawn uniformly instead, as a hedge against a misleading model (BOHB's default). Once
+  the model is on full-length results, those random trials form the hedge pool (``tuner._util.rungs.HEDGE_TRIALS``):
+  rung-asha judges them among themselves. A model misled by configs that start fast would otherwise fill the low
+  rungs with them, and the random configs that lead only late would be cut there as well; the pool is left out
+  before, where the sweep is still mostly random and its compute buys the model's first full-length results.
 - Seeded; its whole state pickles, so ``tuner resume`` continues with the same model and random stream.
 """
 
@@ -28,7 +32,7 @@ from ray.tune.search import Searcher
 from ray.tune.search.variant_generator import parse_spec_vars
 
 from tuner._util.objective import Objective, finite
-from tuner._util.rungs import RungRecords
+from tuner._util.rungs import HEDGE_TRIALS, RungRecords
 from tuner.search import initial_points
 from tuner.search._kde import Parzen
 from tuner.search._space import Param, param_of, uniform
@@ -54,6 +58,7 @@ class MultiFidelityTPE(Searcher):
         self.params: list[Param] = []
         self.configs: dict[str, np.ndarray] = {}  # trial id -> its encoded config
         self.live: set[str] = set()  # suggested, not yet complete
+        self.hedge: set[str] = set()  # proposed at random while the model was on the top rung
 
     # --- Ray Tune's Searcher interface ---------------------------------------------------------------------
 
@@ -75,7 +80,10 @@ class MultiFidelityTPE(Searcher):
             self.configs[trial_id] = np.array([p.encode(_get(point, p.path)) for p in self.params])
             self.live.add(trial_id)
             return copy.deepcopy(point)
-        x = self._propose()
+        x, hedge = self._propose()
+        if hedge:
+            self.hedge.add(trial_id)
+            HEDGE_TRIALS.add(trial_id)
         self.configs[trial_id] = x
         self.live.add(trial_id)
         return self._decode(x)
@@ -102,6 +110,8 @@ class MultiFidelityTPE(Searcher):
 
     def set_state(self, state: dict) -> None:
         self.__dict__.update(state)
+        self.hedge = set(state.get("hedge", ()))
+        HEDGE_TRIALS.update(self.hedge)
 
     def save(self, checkpoint_path: str) -> None:
         with open(checkpoint_path, "wb") as f:
@@ -125,10 +135,11 @@ class MultiFidelityTPE(Searcher):
     def _good_count(self, n: int) -> int:
         return max(len(self.params) + 1, math.ceil(GOOD_FRACTION * n))
 
-    def _propose(self) -> np.ndarray:
+    def _propose(self) -> tuple[np.ndarray, bool]:
+        """A config, and whether it joins the hedge pool."""
         rung = self.model_rung()
         if rung is None or self.rng.random() < self.random_fraction:
-            return uniform(self.params, self.rng)
+            return uniform(self.params, self.rng), rung == self.records.top
         ranked = sorted(self.records.values[rung].items(), key=lambda item: item[1])
         n_good = self._good_count(len(ranked))
         pending = [t for t in self.live if self.records.rung_reached(t) < rung]  # the constant liar
@@ -138,7 +149,7 @@ class MultiFidelityTPE(Searcher):
         bad = np.array([self.configs[t] for t, _ in ranked[n_good:]] + [self.configs[t] for t in pending + cut])
         below, above = Parzen(self.params, good), Parzen(self.params, bad)
         candidates = below.sample(self.rng, CANDIDATES, widen=BANDWIDTH_FACTOR)
-        return candidates[int(np.argmax(below.log_pdf(candidates) - above.log_pdf(candidates)))]
+        return candidates[int(np.argmax(below.log_pdf(candidates) - above.log_pdf(candidates)))], False
 
     def _decode(self, x: np.ndarray) -> dict:
         out: dict = {}

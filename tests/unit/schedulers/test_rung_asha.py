@@ -89,3 +89,20 @@ def test_save_and_restore(tmp_path):
     fresh = RungASHA("t", LEVELS)
     fresh.restore(str(tmp_path / "s.pkl"))
     assert report(fresh, "a", 2, 0.45) == STOP
+
+
+def test_a_hedge_trial_is_judged_among_hedge_trials_only_and_the_others_among_all():
+    from tuner._util.rungs import HEDGE_TRIALS
+
+    HEDGE_TRIALS.update({"h0", "h1", "h2"})
+    try:
+        s = scheduler()
+        for i, loss in enumerate((0.1, 0.2, 0.3, 0.4, 0.5, 0.6)):
+            report(s, f"m{i}", 1, loss)  # the model's proposals, which start fast
+        assert report(s, "h0", 1, 0.9) == CONTINUE  # the best hedge trial at the rung, though 7th of all 7
+        assert report(s, "h1", 1, 0.8) == CONTINUE
+        assert report(s, "h2", 1, 0.95) == STOP  # top 3 // 3 = 1 of the hedge trials; h1 outranks it
+        assert report(s, "h0", 2, 0.9) == STOP
+        assert report(s, "m6", 1, 0.85) == STOP  # a model trial faces everyone: 10 at the rung, top 3
+    finally:
+        HEDGE_TRIALS.difference_update({"h0", "h1", "h2"})

@@ -91,3 +91,26 @@ def test_warm_start_replays_each_past_trials_rungs():
     assert s.records.values == [{"warm_start_0": 0.5, "warm_start_1": 0.9}, {"warm_start_0": 0.4},
                                 {"warm_start_0": 0.3}]
     assert not s.live
+
+
+def test_random_proposals_join_the_hedge_pool_only_while_the_model_is_on_full_length_results(tmp_path):
+    from tuner._util.rungs import HEDGE_TRIALS
+
+    s = searcher()
+    s.random_fraction = 1.0  # every proposal at random, to see which ones join the pool
+    s.suggest("early")  # no model yet
+    for i in range(8):
+        s.configs[f"x{i}"] = np.full(3, i / 8)
+        s.on_trial_result(f"x{i}", {"t": 1, "loss": float(i)})
+    assert s.model_rung() == 0
+    s.suggest("low")  # modelling on the first rung: the sweep's low rungs are not yet judged by the full trial
+    for i in range(8):
+        s.on_trial_result(f"x{i}", {"t": 9, "loss": float(i)})
+    assert s.model_rung() == 2
+    s.suggest("h1")
+    assert s.hedge == {"h1"} and "h1" in HEDGE_TRIALS and not {"early", "low"} & HEDGE_TRIALS
+    s.save(str(tmp_path / "mftpe.pkl"))
+    HEDGE_TRIALS.discard("h1")  # a new driver process: `tuner resume`
+    restored = searcher()
+    restored.restore(str(tmp_path / "mftpe.pkl"))
+    assert restored.hedge == {"h1"} and "h1" in HEDGE_TRIALS
