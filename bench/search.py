@@ -220,6 +220,7 @@ def real_ray(strategies: list[str], budget_trials: float, lcbench: str) -> None:
     import ray
     from ray.tune import Callback, Stopper
 
+    from tuner._util.rungs import HEDGE_TRIALS
     from tuner.spec import validate
     from tuner.spec.fidelity import fidelity
     from tuner.sweep.tuner import build_tuner, make_trainable
@@ -229,12 +230,15 @@ def real_ray(strategies: list[str], budget_trials: float, lcbench: str) -> None:
     task = make_task("mfh6", Path(lcbench))
     budget = budget_trials * task.full_cost
     print(f"### real Ray Tune against the simulator: mfh6, seed 0, budget {budget_trials:g} full trials\n")
-    print("| strategy | simulator best | real Ray best | simulator trials | real Ray trials |")
-    print("|---|---:|---:|---:|---:|")
+    print("| strategy | simulator best | real Ray best | simulator trials | real Ray trials | simulator hedge pool | "
+          "real Ray hedge pool |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
     for name in strategies:
         if "optuna" in STRATEGIES[name]:
             continue
+        pooled = len(HEDGE_TRIALS)
         sim_trace = simulate(task, TunerStrategy(task, STRATEGIES[name], 0, workers=2), budget)
+        sim_hedge, pooled = len(HEDGE_TRIALS) - pooled, len(HEDGE_TRIALS)
         trace = Trace(budget)
 
         class Record(Callback, Stopper):
@@ -262,7 +266,7 @@ def real_ray(strategies: list[str], budget_trials: float, lcbench: str) -> None:
             record = Record(trace)
             grid = build_tuner(spec, fidelity(spec), trainable, None, callbacks=[record], stop=record).fit()
         print(f"| {name} | {sim_trace.best_at(budget):.4f} | {trace.best_at(budget):.4f} | {sim_trace.trials} | "
-              f"{len(grid)} |", flush=True)
+              f"{len(grid)} | {sim_hedge} | {len(HEDGE_TRIALS) - pooled} |", flush=True)
     ray.shutdown()
 
 
