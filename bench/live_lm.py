@@ -88,6 +88,8 @@ def main() -> None:
     args = ap.parse_args()
     import ray
 
+    from tuner._util.rungs import HEDGE_TRIALS
+
     os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
@@ -97,15 +99,19 @@ def main() -> None:
         for seed in range(args.seeds):
             base = run("random+fifo", seed, args.budget, Path(d))
             target = base.best_at(base.budget)
+            pooled = len(HEDGE_TRIALS)
             ours = run("default", seed, args.budget, Path(d))
             reach = ours.compute_to_reach(target)
             rows.append({"seed": seed, "random_fifo_best": target, "default_best": ours.best_at(ours.budget),
                          "fraction_to_reach": reach / base.budget if math.isfinite(reach) else None,
-                         "default_trials": ours.trials, "random_trials": base.trials})
+                         "default_trials": ours.trials, "random_trials": base.trials,
+                         "default_hedge_pool": len(HEDGE_TRIALS) - pooled})
             r = rows[-1]
+            frac = r["fraction_to_reach"]
             print(f"seed {seed}: random+fifo best {target:.4f} ({r['random_trials']} trials); default best "
-                  f"{r['default_best']:.4f} ({r['default_trials']} trials), reached random's best with "
-                  f"{r['fraction_to_reach']:.2f} of its compute ({time.perf_counter() - started:.0f} s)", flush=True)
+                  f"{r['default_best']:.4f} ({r['default_trials']} trials, {r['default_hedge_pool']} in its hedge "
+                  f"pool), reached random's best with {'n/r' if frac is None else f'{frac:.2f}'} of its compute "
+                  f"({time.perf_counter() - started:.0f} s)", flush=True)
     ray.shutdown()
     ok = sum(r["fraction_to_reach"] is not None and r["fraction_to_reach"] <= 1 / 3 for r in rows)
     print(f"\ndefault reached random+fifo's best with <= 1/3 of its compute on {ok} of {len(rows)} seeds")
