@@ -27,10 +27,10 @@ MIN_RANK_CORRELATION = 0.3
 
 
 # The hedge pool: trials the mftpe searcher proposed uniformly at random while it modelled on full-length results.
-# rung-asha judges each of them against the other hedge trials only, so that a model drawn to configs that start fast
-# cannot crowd out, at a low rung, the random configs that lead only late (short-horizon bias). Trial ids are unique
-# per process (Ray's), and the searcher and scheduler of a sweep both live in its driver, so one registry serves;
-# the searcher keeps its own copy and registers it again when restored.
+# rung-asha judges each of them against the other hedge trials only (below its last cut), so that a model drawn to
+# configs that start fast cannot crowd out, at a low rung, the random configs that lead only late (short-horizon
+# bias). Trial ids are unique per process (Ray's), and the searcher and scheduler of a sweep both live in its driver,
+# so one registry serves; the searcher keeps its own copy and registers it again when restored.
 HEDGE_TRIALS: set[str] = set()
 
 

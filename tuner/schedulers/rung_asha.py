@@ -10,8 +10,11 @@ never judged at a rung whose ranking the sweep's own trials show does not predic
 
 Stopped trials keep their values at the rungs they reached: they are the competition the later trials face. A trial
 in the hedge pool (``tuner._util.rungs.HEDGE_TRIALS``: the mftpe searcher's random proposals once it models on
-full-length results) faces only the other hedge trials, while every other trial faces all of them: the hedge runs as
-random search with ASHA would, however far the model's proposals outrank it at the low rungs.
+full-length results) faces only the other hedge trials below the last cut, while every other trial faces all of them:
+the hedge runs as random search with ASHA would, however far the model's proposals outrank it at the low rungs. At the
+last cut, the one that decides which trials run to the end, it faces everyone: a rung that close to the full trial
+ranks late leaders fairly, and full-length runs of random configs that the model's outrank there would cost the
+sweep a good part of its compute.
 """
 
 from __future__ import annotations
@@ -63,9 +66,9 @@ class RungASHA(FIFOScheduler):
 
     def promotable(self, trial_id: str, rung: int) -> bool:
         """The trial ranks in the top max(1, n // eta) of the n trials recorded at the rung (ties in its favour); a
-        hedge trial, of the n hedge trials."""
+        hedge trial below the last cut, of the n hedge trials there."""
         values = self.records.values[rung]
-        if trial_id in HEDGE_TRIALS:
+        if trial_id in HEDGE_TRIALS and rung < self.records.top - 1:
             values = {t: v for t, v in values.items() if t in HEDGE_TRIALS}
         mine = values[trial_id]
         better = sum(v < mine for t, v in values.items() if t != trial_id)

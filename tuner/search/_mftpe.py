@@ -14,9 +14,10 @@
   the good density l(x) with its bandwidths tripled; the one with the largest l(x) / g(x) wins.
 - A third of the proposals are drawn uniformly instead, as a hedge against a misleading model (BOHB's default). Once
   the model is on full-length results, those random trials form the hedge pool (``tuner._util.rungs.HEDGE_TRIALS``):
-  rung-asha judges them among themselves. A model misled by configs that start fast would otherwise fill the low
-  rungs with them, and the random configs that lead only late would be cut there as well; the pool is left out
-  before, where the sweep is still mostly random and its compute buys the model's first full-length results.
+  rung-asha judges them among themselves below its last cut. A model misled by configs that start fast would
+  otherwise fill the low rungs with them, and the random configs that lead only late would be cut there as well; the
+  pool is left out before, where the sweep is still mostly random and its compute buys the model's first full-length
+  results.
 - Seeded; its whole state pickles, so ``tuner resume`` continues with the same model and random stream.
 """
 

@@ -91,7 +91,7 @@ def test_save_and_restore(tmp_path):
     assert report(fresh, "a", 2, 0.45) == STOP
 
 
-def test_a_hedge_trial_is_judged_among_hedge_trials_only_and_the_others_among_all():
+def test_a_hedge_trial_is_judged_among_hedge_trials_below_the_last_cut_and_the_others_among_all():
     from tuner._util.rungs import HEDGE_TRIALS
 
     HEDGE_TRIALS.update({"h0", "h1", "h2"})
@@ -104,5 +104,8 @@ def test_a_hedge_trial_is_judged_among_hedge_trials_only_and_the_others_among_al
         assert report(s, "h2", 1, 0.95) == STOP  # top 3 // 3 = 1 of the hedge trials; h1 outranks it
         assert report(s, "h0", 2, 0.9) == STOP
         assert report(s, "m6", 1, 0.85) == STOP  # a model trial faces everyone: 10 at the rung, top 3
+        for i, loss in enumerate((0.1, 0.2, 0.3)):
+            report(s, f"m{i}", 9, loss)  # rung 2, the last cut before the full trial
+        assert report(s, "h1", 9, 0.5) == STOP  # there the hedge faces everyone: 4 at the rung, top 1
     finally:
         HEDGE_TRIALS.difference_update({"h0", "h1", "h2"})
