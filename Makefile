@@ -19,7 +19,7 @@ quickstart: install
 # Every tier. A run that collects no test fails (pytest exits 5).
 test: install
 	bash scripts/system-deps.sh
-	$(PY) -m pytest -q -m "slow or not slow" --durations=40
+	PY=$(PY) bash scripts/test.sh
 
 # Flakes before CI finds them: the integration tier (or TESTS=...) N times in a row; lists every test that did not
 # pass every time.

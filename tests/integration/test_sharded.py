@@ -102,23 +102,23 @@ def test_a_ddp_trial_survives_a_killed_rank(ray_local, tiny_raw):
 
 def test_a_trial_asha_stops_frees_its_workers_for_the_next_trial(ray_local, tiny_raw):
     """A cluster that holds one sharded trial at a time (2 workers x 1 CPU on 2 CPUs: the sweep runs one trial at a
-    time). rung-asha cuts the trials that rank below the first at their first rung: every trial's Train run ends and
-    its workers' placement group is removed within 10 s of its last report, and the next trial's workers start on
-    those CPUs."""
-    lrs = [1.0e-2, 1.0e-6, 1.0e-6]  # the first runs on; the others are cut at their first rung
+    time). rung-asha cuts the second trial, which ranks below the first, at its first rung: each trial's Train run
+    (the one that completes and the one that is stopped) ends and its workers' placement group is removed within 10 s
+    of its last report, and the next trial's workers start on those CPUs."""
+    lrs = [1.0e-2, 1.0e-6]  # the first runs on; the second is cut at its first rung
     spec = validate(tiny_raw(
         train={"max_steps": 54, "eval_every": 18, "warmup_steps": 0},  # rungs at steps 2, 6, 18 and 54
-        search={"scheduler": "rung-asha", "algorithm": "random", "num_trials": 3,
-                "space": {"train.lr": {"choice": lrs[:2]}}, "points_to_evaluate": [{"train.lr": lr} for lr in lrs]},
+        search={"scheduler": "rung-asha", "algorithm": "random", "num_trials": 2,
+                "space": {"train.lr": {"choice": lrs}}, "points_to_evaluate": [{"train.lr": lr} for lr in lrs]},
         resources={"workers_per_trial": 2, "cpus_per_worker": 1, "strategy": "ddp"}))
     with PlacementGroupWatch() as watch:
         result = run_sweep(spec)  # it may return while the last trial's Train run still shuts down
         wait_until(lambda: all("REMOVED" in r for r in watch.runs(bundles=2)), "every Train run to end", timeout=60)
     runs = watch.runs(bundles=2)  # one Train run per trial, one at a time: in the order the trials ran
     trials = sorted(result.trials, key=lambda t: rows(t)[0]["timestamp"])
-    assert len(runs) == len(trials) == 3 and all("CREATED" in r and "REMOVED" in r for r in runs), runs
-    assert [t["state"] for t in trials] == ["completed", "stopped", "stopped"]
-    assert [rows(t)[-1]["step"] for t in trials] == [54, 2, 2]
+    assert len(runs) == len(trials) == 2 and all("CREATED" in r and "REMOVED" in r for r in runs), runs
+    assert [t["state"] for t in trials] == ["completed", "stopped"]
+    assert [rows(t)[-1]["step"] for t in trials] == [54, 2]
     for trial, run in zip(trials, runs, strict=True):
         held = run["REMOVED"] - rows(trial)[-1]["timestamp"]  # Tune's timestamps are whole seconds
         print(f"{trial['state']} trial: its workers' placement group went {held:.1f} s after its last report")
