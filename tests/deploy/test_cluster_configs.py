@@ -130,15 +130,20 @@ def test_launcher_token_reaches_every_node(path: str) -> None:
 
 
 @pytest.mark.parametrize("path", LAUNCHER_CONFIGS)
-def test_launcher_drivers_skip_the_placement_check(path: str) -> None:
-    """GPU workers start at zero: tuner's placement check would refuse every sweep before the autoscaler acts."""
-    assert f"-e {SKIP_ENV}=1" in launcher(path)["docker"]["head_run_options"]
+def test_launcher_heads_publish_their_node_types_for_the_placement_check(path: str) -> None:
+    """GPU workers start at zero: the head publishes the config's node types once its Ray is up, so tuner's placement
+    check counts the workers the autoscaler may add instead of refusing every sweep; nothing skips the check."""
+    cfg = launcher(path)
+    *start, publish = cfg["head_start_ray_commands"]
+    assert "--autoscaling-config=~/ray_bootstrap_config.yaml" in start[-1]
+    assert publish == "python -m tuner cluster publish ~/ray_bootstrap_config.yaml"
+    assert SKIP_ENV not in (REPO / path).read_text()
 
 
 @pytest.mark.parametrize("path", LAUNCHER_CONFIGS)
 def test_launcher_start_commands_run_rays_console_script(path: str) -> None:
     cfg = launcher(path)
-    for command in cfg["head_start_ray_commands"] + cfg["worker_start_ray_commands"]:
+    for command in cfg["head_start_ray_commands"][:-1] + cfg["worker_start_ray_commands"]:  # the last: publish
         assert shlex.split(command.split(";")[-1])[:1] == ["ray"], command
     assert "ray" in {ep.name for ep in distribution("ray").entry_points if ep.group == "console_scripts"}
 

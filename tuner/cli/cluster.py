@@ -1,14 +1,18 @@
-"""``tuner cluster up|down|status``: a multi-node Ray cluster on this machine (tuner.service.local_cluster)."""
+"""``tuner cluster up|rehearse|down|status``: a multi-node Ray cluster on this machine (tuner.service.local_cluster),
+or a cloud config's autoscaling cluster rehearsed here (tuner.service.rehearsal); ``tuner cluster publish``: an
+autoscaling head's node types, for the placement check (tuner._util.node_types)."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from tuner.cli.options import fail, out
-from tuner.service import local_cluster
+from tuner._util import node_types
+from tuner.cli.options import USAGE, fail, out
+from tuner.service import local_cluster, rehearsal
 
 cluster_app = typer.Typer(no_args_is_help=True, help="A head and N worker nodes on this machine (127.0.0.1), for "
                                                      "trying cluster flows and testing placement and node loss.")
@@ -37,6 +41,55 @@ def cluster_up(workers: Annotated[int, typer.Option("--workers", min=0, help="Wo
               f"tuner submit SPEC --address {c.dashboard}\n"
               f"ray job submit --address {c.dashboard} --working-dir DIR -- python -m tuner run SPEC\n"
               f"tuner run SPEC --address {c.gcs}", highlight=False)
+
+
+@cluster_app.command("rehearse")
+def cluster_rehearse(config: Annotated[Path, typer.Argument(help="A `ray up` cluster config, e.g. "
+                                                                  "cluster/aws-gpu.yaml.")],
+                     idle_timeout_minutes: Annotated[float | None, typer.Option(
+                         "--idle-timeout-minutes", min=0, help="Override the config's idle_timeout_minutes.")] = None,
+                     state_dir: StateOpt = None) -> None:
+    """Start a local autoscaling cluster with the config's node types (GPUs as logical GPUs): worker nodes come and
+    go as trials ask for them, as in the cloud. `tuner cluster down` stops it."""
+    try:
+        c, config_used = rehearsal.rehearse(config, state_dir=state_dir, idle_timeout_minutes=idle_timeout_minutes)
+    except local_cluster.ClusterError as e:
+        fail(str(e))
+    for name, t in config_used["available_node_types"].items():
+        if name != rehearsal.HEAD_TYPE:
+            res = ", ".join(f"{k}: {v:g}" for k, v in t["resources"].items())
+            out.print(f"node type {name}: {{{res}}}, {t['min_workers']}-{t['max_workers']} workers", highlight=False)
+    out.print(f"head {c.gcs}; idle nodes go after {config_used['idle_timeout_minutes']:g} min", highlight=False)
+    env = " ".join(f"{k}={v}" for k, v in rehearsal.driver_env().items())
+    out.print(f"export RAY_AUTH_MODE=token {env}\n"
+              f"tuner submit SPEC --address {c.dashboard}\n"
+              f"tuner run SPEC --address {c.gcs}", highlight=False)
+
+
+@cluster_app.command("publish")
+def cluster_publish(config: Annotated[Path, typer.Argument(help="The cluster's `ray up` config (on a head: "
+                                                                  "~/ray_bootstrap_config.yaml).")],
+                    address: Annotated[str, typer.Option("--address", help="The head's GCS address (auto: the "
+                                                                          "Ray on this machine).")] = "auto") -> None:
+    """Tell every driver on the cluster its autoscaling node types, so the placement check counts the nodes the
+    autoscaler may add (run once on the head, after `ray start`)."""
+    import yaml
+
+    try:
+        types = node_types.from_cluster_config(yaml.safe_load(config.read_text()) or {})
+    except (OSError, yaml.YAMLError, ValueError, TypeError) as e:
+        fail(f"{config}: {e}", USAGE)
+    import ray
+
+    try:
+        ray.init(address=address, logging_level=logging.ERROR, log_to_driver=False)
+    except Exception as e:  # noqa: BLE001 - any connection failure is one line
+        fail(f"cannot connect to the Ray cluster at {address}: {e}")
+    node_types.publish(types)
+    ray.shutdown()
+    for t in types:
+        res = ", ".join(f"{k}: {v:g}" for k, v in t.resources.items())
+        out.print(f"published node type {t.name}: {{{res}}} x {t.max_workers}", highlight=False)
 
 
 @cluster_app.command("down")

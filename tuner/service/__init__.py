@@ -1,2 +1,3 @@
 """What runs beside sweeps: the Ray Jobs client (``jobs``: submit and follow sweeps on a cluster), cron schedules
-of sweeps (``cron``) and a multi-node Ray cluster on this machine (``local_cluster``)."""
+of sweeps (``cron``), a multi-node Ray cluster on this machine (``local_cluster``) and a cloud config's autoscaling
+cluster rehearsed on this machine (``rehearsal``)."""

@@ -69,7 +69,7 @@ class Cluster:
         return [n for n in self.nodes if n.role == "worker"]
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
@@ -81,48 +81,50 @@ def _ray() -> str:
     return str(candidate) if candidate.is_file() else "ray"
 
 
-def _node_ports() -> list[str]:
+def node_ports() -> list[str]:
     # Each node's own: two nodes (or another local Ray) on one machine cannot share an agent's port.
-    return ["--node-manager-port", str(_free_port()), "--object-manager-port", str(_free_port()),
-            "--dashboard-agent-listen-port", str(_free_port()), "--dashboard-agent-grpc-port", str(_free_port()),
-            "--runtime-env-agent-port", str(_free_port()), "--metrics-export-port", str(_free_port())]
+    return ["--node-manager-port", str(free_port()), "--object-manager-port", str(free_port()),
+            "--dashboard-agent-listen-port", str(free_port()), "--dashboard-agent-grpc-port", str(free_port()),
+            "--runtime-env-agent-port", str(free_port()), "--metrics-export-port", str(free_port())]
 
 
-def _env() -> dict[str, str]:
+def ray_env() -> dict[str, str]:
     env = {**os.environ, "RAY_AUTH_MODE": "token",
            "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"}
     env.pop("RAY_ADDRESS", None)
     return env
 
 
-def _ensure_token() -> None:
+def ensure_token() -> None:
     """`ray start --head` with token auth refuses to start without a token (ray.init() makes one for the local Ray it
     starts): make one as `ray get-auth-token --generate` does, where neither the environment nor ~/.ray holds one."""
     if os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH"):
         return
     if (Path.home() / ".ray" / "auth_token").is_file():
         return
-    r = subprocess.run([_ray(), "get-auth-token", "--generate"], env=_env(), capture_output=True, text=True)
+    r = subprocess.run([_ray(), "get-auth-token", "--generate"], env=ray_env(), capture_output=True, text=True)
     if r.returncode != 0:  # its stdout is the token itself: never shown
-        raise ClusterError(f"could not generate a Ray auth token: {_last_line(r.stderr)}")
+        raise ClusterError(f"could not generate a Ray auth token: {last_line(r.stderr)}")
 
 
-def _last_line(text: str) -> str:
+def last_line(text: str) -> str:
     lines = [ln for ln in text.splitlines() if ln.strip()]
     return lines[-1].strip() if lines else "(no output)"
 
 
-def _start(args: list[str], log: Path) -> subprocess.Popen[bytes]:
+def start(args: list[str], log: Path, extra_env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    """`ray start --block` as the leader of its own process group, which holds every process of the node."""
     with open(log, "w") as f:
-        return subprocess.Popen([_ray(), "start", "--block", "--disable-usage-stats", *args], env=_env(), stdout=f,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+        return subprocess.Popen([_ray(), "start", "--block", "--disable-usage-stats", *args],
+                                env={**ray_env(), **(extra_env or {})}, stdout=f, stderr=subprocess.STDOUT,
+                                start_new_session=True)
 
 
 def _port_of(args: list[str], flag: str) -> int:
     return int(args[args.index(flag) + 1])
 
 
-def _wait_for(proc: subprocess.Popen[bytes], log: Path, ready: Any, what: str) -> None:
+def wait_for(proc: subprocess.Popen[bytes], log: Path, ready: Any, what: str) -> None:
     deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:
         if ready():
@@ -139,7 +141,7 @@ def _tail(log: Path) -> str:
     return " | ".join(lines[-3:]) or "(no output)"
 
 
-def _dashboard_up(url: str) -> bool:
+def dashboard_up(url: str) -> bool:
     try:
         urllib.request.urlopen(f"{url}/api/version", timeout=2)  # noqa: S310 - loopback only
         return True
@@ -156,34 +158,34 @@ def up(workers: int = 2, *, cpus_per_worker: float = 1.0, gpus_per_worker: float
     if (d / STATE_FILE).is_file() and any(alive(n.pid) for n in load(d).nodes):
         raise ClusterError(f"a local cluster from {d / STATE_FILE} is still up: `tuner cluster down` first")
     d.mkdir(parents=True, exist_ok=True)
-    _ensure_token()
-    port, dash = _free_port(), _free_port()
+    ensure_token()
+    port, dash = free_port(), free_port()
     head_args = ["--head", "--node-ip-address", "127.0.0.1", "--port", str(port), "--dashboard-host", "127.0.0.1",
-                 "--dashboard-port", str(dash), "--num-cpus", _num(head_cpus), "--num-gpus", "0", *_node_ports()]
+                 "--dashboard-port", str(dash), "--num-cpus", num(head_cpus), "--num-gpus", "0", *node_ports()]
     cluster = Cluster(gcs=f"127.0.0.1:{port}", dashboard=f"http://127.0.0.1:{dash}")
     try:
         log = d / "head.log"
-        head = _start(head_args, log)
+        head = start(head_args, log)
         cluster.nodes.append(Node("head", head.pid, str(log), {"CPU": head_cpus, "GPU": 0.0},
                                   _port_of(head_args, "--node-manager-port")))
         save(cluster, d)
-        _wait_for(head, log, lambda: _dashboard_up(cluster.dashboard), "the head")
+        wait_for(head, log, lambda: dashboard_up(cluster.dashboard), "the head")
         started = []
         for i in range(workers):  # all at once: each joins the head on its own
             # Its own temp dir, as on its own machine: nodes sharing one would unpack a job's working dir into the
             # same place at once (a job's driver then finds its files gone). Short: Unix socket paths live there.
             temp = tempfile.mkdtemp(prefix="tuner-node-")
             cluster.temp_dirs.append(temp)
-            args = ["--address", cluster.gcs, "--node-ip-address", "127.0.0.1", "--num-cpus", _num(cpus_per_worker),
-                    "--num-gpus", _num(gpus_per_worker), "--temp-dir", temp, *_node_ports()]
+            args = ["--address", cluster.gcs, "--node-ip-address", "127.0.0.1", "--num-cpus", num(cpus_per_worker),
+                    "--num-gpus", num(gpus_per_worker), "--temp-dir", temp, *node_ports()]
             log = d / f"worker-{i}.log"
-            started.append((_start(args, log), log))
+            started.append((start(args, log), log))
             cluster.nodes.append(Node("worker", started[-1][0].pid, str(log),
                                       {"CPU": cpus_per_worker, "GPU": gpus_per_worker},
                                       _port_of(args, "--node-manager-port")))
             save(cluster, d)
         for i, (proc, log) in enumerate(started):
-            _wait_for(proc, log, lambda log=log: "Ray runtime started" in log.read_text(errors="replace"),
+            wait_for(proc, log, lambda log=log: "Ray runtime started" in log.read_text(errors="replace"),
                       f"worker {i}")
     except BaseException:
         down(d)
@@ -191,7 +193,7 @@ def up(workers: int = 2, *, cpus_per_worker: float = 1.0, gpus_per_worker: float
     return cluster
 
 
-def _num(v: float) -> str:
+def num(v: float) -> str:
     return str(int(v)) if float(v).is_integer() else str(v)
 
 

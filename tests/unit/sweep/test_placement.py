@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
+from tuner._util.node_types import NodeType
 from tuner.spec import SpecError, validate
 from tuner.spec.fidelity import fidelity, tokens_per_step
 from tuner.sweep.placement import fit_to_cluster, trials_at_once
@@ -87,3 +90,43 @@ def test_a_custom_trainable_cannot_be_sharded(tmp_path):
     with pytest.raises(SpecError) as e:
         validate(raw, spec_dir=tmp_path)
     assert "resources.workers_per_trial" in dict(e.value.problems)
+
+
+GPU_POOL = [NodeType("gpu", {"CPU": 8.0, "GPU": 1.0}, max_workers=4)]
+DRIVER_ONLY_HEAD = {"CPU": 0.0, "memory": 1e10}
+
+
+def test_an_autoscaling_pool_counts_the_nodes_it_may_add(tiny_raw):
+    """An empty GPU pool: nothing is up but a driver-only head, and each trial fits a node the autoscaler can add."""
+    assert trials_at_once([DRIVER_ONLY_HEAD], {"CPU": 1, "GPU": 1}, 1, GPU_POOL) == 4
+    assert trials_at_once([DRIVER_ONLY_HEAD], {"CPU": 1, "GPU": 1}, 2, GPU_POOL) == 2
+    single = validate(tiny_raw(resources={"gpus_per_worker": 1}))
+    assert fit_to_cluster(single, nodes=[DRIVER_ONLY_HEAD], types=GPU_POOL) is single
+    spread = validate(sharded(tiny_raw, gpus_per_worker=1, placement="spread"))
+    assert fit_to_cluster(spread, nodes=[DRIVER_ONLY_HEAD], types=GPU_POOL).search.max_concurrent == 2
+
+
+def test_a_trial_no_node_type_can_hold_is_refused_naming_the_largest_type(tiny_raw):
+    spec = validate(sharded(tiny_raw, gpus_per_worker=2))
+    with pytest.raises(SpecError) as e:
+        fit_to_cluster(spec, nodes=[DRIVER_ONLY_HEAD], types=GPU_POOL)
+    (key, message), = e.value.problems
+    assert key == "resources" and "2 workers x {CPU: 1, GPU: 2}" in message
+    assert "up to 4 more of 1 autoscaling node type" in message
+    assert "largest node or node type has {CPU: 8, GPU: 1}" in message and "holds at most 0 such workers" in message
+
+
+def test_node_types_come_from_the_shipped_cloud_configs():
+    """Every worker type of each `ray up` config, its resources and max_workers as the autoscaler reads them."""
+    import yaml
+
+    from tuner._util.node_types import from_cluster_config
+
+    root = Path(__file__).resolve().parents[3] / "cluster"
+    for name in ("aws-gpu.yaml", "gcp-gpu.yaml"):
+        config = yaml.safe_load((root / name).read_text())
+        types = from_cluster_config(config)
+        assert [t.name for t in types] == [n for n in config["available_node_types"] if n != config["head_node_type"]]
+        assert all(t.resources.get("GPU", 0) >= 1 and 0 < t.max_workers <= config["max_workers"] for t in types)
+    with pytest.raises(ValueError, match="available_node_types"):
+        from_cluster_config({"max_workers": 2})
