@@ -116,7 +116,7 @@ class ResourcesSpec(_Section):
     cpus_per_worker: float = Field(1.0, gt=0.0)
     gpus_per_worker: float = Field(0.0, ge=0.0)
     strategy: Literal["ddp", "fsdp"] = "ddp"  # workers_per_trial > 1
-    placement: Literal["pack", "spread"] = "pack"  # of a trial's workers over nodes
+    placement: Literal["pack", "spread"] = "pack"  # of a trial's workers: as few nodes as possible, or each on its own
     max_worker_failures: int = Field(1, ge=0)  # worker-group restarts from the latest checkpoint, per trial run
 
 

@@ -5,7 +5,8 @@ request and the largest node. On an autoscaling cluster the nodes that could be 
 types its head published (``tuner._util.node_types``), each up to its ``max_workers``, so a sweep sent to an empty
 GPU pool is refused only if no node type could ever hold its trial. Sharded trials reserve their workers through Ray
 Train, not through Tune, so Tune cannot see their size: their concurrency is capped at the number of whole trials
-the cluster holds at once (at full scale, on an autoscaling one).
+the cluster holds at once (at full scale, on an autoscaling one). ``placement: spread`` is strict (each worker of a
+trial on its own node), so that an autoscaler adds the nodes rather than stacking the workers on the first.
 """
 
 from __future__ import annotations
@@ -37,11 +38,28 @@ def _fits(node: dict[str, float], bundle: dict[str, float]) -> int:
 
 
 def trials_at_once(nodes: list[dict[str, float]], bundle: dict[str, float], workers: int,
-                   types: Sequence[NodeType] = ()) -> int:
-    """Whole trials (``workers`` bundles each, on any nodes) the nodes, and the nodes the autoscaler may add of each
-    type, hold at once."""
-    fits = sum(_fits(node, bundle) for node in nodes) + sum(_fits(t.resources, bundle) * t.max_workers for t in types)
-    return fits // workers
+                   types: Sequence[NodeType] = (), spread: bool = False) -> int:
+    """Whole trials (``workers`` bundles each: on any nodes, or each on its own node when ``spread``) the nodes, and
+    the nodes the autoscaler may add of each type, hold at once."""
+    fits = [(_fits(node, bundle), 1) for node in nodes] + [(_fits(t.resources, bundle), t.max_workers) for t in types]
+    most = sum(f * count for f, count in fits) // workers
+    if not spread:
+        return most
+
+    def holds(trials: int) -> bool:  # a node takes at most one worker of each trial
+        return sum(min(f, trials) * count for f, count in fits) >= trials * workers
+
+    low, high = 0, most  # the largest number of trials it holds: holds() is monotone
+    while low < high:
+        mid = (low + high + 1) // 2
+        low, high = (mid, high) if holds(mid) else (low, mid - 1)
+    return low
+
+
+def nodes_that_fit(nodes: list[dict[str, float]], bundle: dict[str, float], types: Sequence[NodeType] = ()) -> int:
+    """The nodes (up, or that the autoscaler may add) that hold at least one ``bundle``."""
+    return sum(_fits(node, bundle) > 0 for node in nodes) + sum(t.max_workers for t in types
+                                                                if _fits(t.resources, bundle) > 0)
 
 
 def fit_to_cluster(spec: Spec, nodes: list[dict[str, float]] | None = None,
@@ -53,7 +71,7 @@ def fit_to_cluster(spec: Spec, nodes: list[dict[str, float]] | None = None,
         nodes, types = alive_nodes(), published() if types is None else types
     types = types or ()
     r, bundle = spec.resources, worker_bundle(spec)
-    n = trials_at_once(nodes, bundle, r.workers_per_trial, types)
+    n = trials_at_once(nodes, bundle, r.workers_per_trial, types, spread=r.placement == "spread")
     if n == 0:
         raise SpecError([("resources", _unplaceable(spec, nodes, types, bundle))])
     if r.workers_per_trial == 1:
@@ -79,10 +97,13 @@ def _unplaceable(spec: Spec, nodes: list[dict[str, float]], types: Sequence[Node
         where += "s" * (len(types) != 1)
     shown = {k: largest.get(k, 0.0) for k in ("CPU", "GPU")}
     largest_what = "node or node type" if types else "node"
+    holds = f"holds at most {most} such worker{'s' * (most != 1)}"
+    if r.placement == "spread" and most >= r.workers_per_trial:  # enough room, too few nodes
+        fit = nodes_that_fit(nodes, bundle, types)
+        holds = f"has {fit} node{'s' * (fit != 1)} that hold{'s' * (fit == 1)} one, and spread puts each on its own"
     return (f"a trial needs {r.workers_per_trial} worker{'s' * (r.workers_per_trial > 1)} x {_fmt(bundle)} "
-            f"({r.placement}), but {where}) holds at most {most} such worker{'s' * (most != 1)}; its largest "
-            f"{largest_what} has {_fmt(shown)}. Lower resources.workers_per_trial, cpus_per_worker or "
-            f"gpus_per_worker, or add nodes (or a larger node type)")
+            f"({r.placement}), but {where}) {holds}; its largest {largest_what} has {_fmt(shown)}. Lower "
+            f"resources.workers_per_trial, cpus_per_worker or gpus_per_worker, or add nodes (or a larger node type)")
 
 
 def _fmt(resources: dict[str, Any]) -> str:

@@ -40,7 +40,7 @@ def scaling_config(r: ResourcesSpec) -> Any:
 
     return ScalingConfig(num_workers=r.workers_per_trial, use_gpu=r.gpus_per_worker > 0,
                          resources_per_worker={"CPU": r.cpus_per_worker, "GPU": r.gpus_per_worker},
-                         placement_strategy="PACK" if r.placement == "pack" else "SPREAD")
+                         placement_strategy="PACK" if r.placement == "pack" else "STRICT_SPREAD")
 
 
 def _relay_class() -> Any:

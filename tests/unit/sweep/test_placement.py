@@ -130,3 +130,17 @@ def test_node_types_come_from_the_shipped_cloud_configs():
         assert all(t.resources.get("GPU", 0) >= 1 and 0 < t.max_workers <= config["max_workers"] for t in types)
     with pytest.raises(ValueError, match="available_node_types"):
         from_cluster_config({"max_workers": 2})
+
+
+def test_spread_puts_each_worker_of_a_trial_on_its_own_node(tiny_raw):
+    bundle = {"CPU": 1, "GPU": 1}
+    assert trials_at_once([NODE_4GPU], bundle, 2) == 2
+    assert trials_at_once([NODE_4GPU], bundle, 2, spread=True) == 0  # one node: room for both, not on two nodes
+    assert trials_at_once([NODE_4GPU, NODE_4GPU], bundle, 2, spread=True) == 4
+    assert trials_at_once([NODE_4GPU, NODE_4GPU, NODE_CPU], bundle, 3, spread=True) == 0
+    assert trials_at_once([DRIVER_ONLY_HEAD], bundle, 2, GPU_POOL, spread=True) == 2
+    spec = validate(sharded(tiny_raw, gpus_per_worker=1, placement="spread"))
+    with pytest.raises(SpecError) as e:
+        fit_to_cluster(spec, nodes=[NODE_4GPU, NODE_CPU])
+    (_, message), = e.value.problems
+    assert "(spread)" in message and "has 1 node that holds one, and spread puts each on its own" in message
