@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support import cli_env, result_rows, wait_until
+from support import cli_env, freeze, result_rows, stored_rows, thaw, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 REPO = Path(__file__).resolve().parents[2]
@@ -22,6 +22,12 @@ IDLE_TIMEOUT_MIN = 0.1  # the config's 10 minutes, shortened
 def tuner(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "tuner", *args], capture_output=True, text=True, timeout=timeout,
                           env=cli_env())
+
+
+def node_states(dashboard: str) -> dict[str, str]:
+    from ray.util.state import list_nodes
+
+    return {n.node_id: n.state for n in list_nodes(address=dashboard, detail=True)}
 
 
 def gpu_workers(dashboard: str) -> list[str]:
@@ -41,7 +47,7 @@ def pool(tmp_path_factory) -> Iterator[dict]:
     try:
         assert up.returncode == 0, up.stderr[-3000:]
         assert "node type gpu: {CPU: 8, GPU: 1}, 0-8 workers" in up.stdout
-        yield json.loads((state / "cluster.json").read_text())
+        yield {**json.loads((state / "cluster.json").read_text()), "state": str(state)}
     finally:
         down = tuner("cluster", "down", "--state-dir", str(state))
         assert down.returncode == 0, down.stderr[-2000:]
@@ -90,3 +96,65 @@ def test_a_spread_sharded_trial_gets_two_nodes(pool, shipped_job):
                         raise_on_missing_output=False)
     nodes = {a.node_id for a in ranks}
     assert len(ranks) == 2 and len(nodes) == 2 and all(added(n) for n in nodes), nodes
+
+
+def test_a_reclaimed_spot_node_is_replaced_and_costs_its_trial_at_most_a_checkpoint_interval(pool, shipped_job):
+    """Two trials, each on its own GPU node; the provider terminates one trial's node mid-trial (a spot reclaim). The
+    autoscaler adds a replacement, the trial resumes there from its last checkpoint (search.max_failures), and the
+    other trial, which goes on, is never run again. Each trial is held (SIGSTOP) from its second report, so neither can
+    finish first; the other stays held until the reclaimed one resumes, so its node cannot take the retry."""
+    eval_every, max_steps = 10, 200
+    spec = shipped_job("reclaim")
+    db = spec.parent.parent / "sweeps" / "tuner.db"
+    log = spec.parent.parent / "submit.log"  # its output, followed: a pipe nobody reads would fill
+    job = subprocess.Popen([sys.executable, "-m", "tuner", "submit", str(spec), "--address", pool["dashboard"],
+                            "--wait", "--set", "search.num_trials=2", "--set", "resources.gpus_per_worker=1",
+                            "--set", "search.max_failures=1", "--set", f"train.max_steps={max_steps}",
+                            "--set", f"train.eval_every={eval_every}"],
+                           env=cli_env(), stdout=log.open("w"), stderr=subprocess.STDOUT, text=True)
+    held: list[int] = []
+    try:
+        holding: set[str] = set()
+
+        def hold_each_at_its_second_report() -> bool | None:
+            assert job.poll() is None, log.read_text()[-3000:]
+            for trial_id, trial_rows in stored_rows(db, "reclaim").items():
+                if len(trial_rows) >= 2 and trial_id not in holding:
+                    held.extend(freeze([trial_rows[-1]["pid"]]))
+                    holding.add(trial_id)
+            return len(holding) == 2 or None
+
+        wait_until(hold_each_at_its_second_report, "both trials' second report", timeout=240)
+        rows = stored_rows(db, "reclaim")  # each is at most a report or two further, far from its end
+        victim, other = sorted(rows)
+        node = rows[victim][-1]["node_id"]
+        reclaimed = time.monotonic()
+        r = tuner("cluster", "reclaim", "--node", node, "--state-dir", pool["state"])
+        assert r.returncode == 0, r.stderr[-2000:]
+        wait_until(lambda: node_states(pool["dashboard"]).get(node) == "DEAD" or None, "the reclaimed node gone",
+                   timeout=120, every=0.5)
+        gone = time.monotonic() - reclaimed
+        thaw([rows[victim][-1]["pid"]])  # its node is gone: nothing to train on
+
+        def resumed() -> dict | None:
+            return next((r for r in stored_rows(db, "reclaim").get(victim, []) if r["resumed_at_step"] > 0), None)
+
+        first_resumed = wait_until(resumed, "the reclaimed trial resumed on another node", timeout=240, every=0.5)
+        replaced = time.monotonic() - reclaimed
+    finally:
+        thaw(held)
+    job.wait(timeout=300)
+    output = log.read_text()
+    assert job.returncode == 0 and ": SUCCEEDED" in output, output[-3000:]
+    trial_dirs = {d.name.removeprefix("trial_"): d for d in (spec.parent.parent / "sweeps" / "reclaim").glob("trial_*")}
+    history = result_rows(trial_dirs[victim])
+    restart = next(i for i, r in enumerate(history) if r["resumed_at_step"] > 0)
+    last, resumed_at = history[restart - 1]["step"], history[restart]["resumed_at_step"]
+    assert first_resumed["node_id"] not in {node, rows[other][-1]["node_id"]} and added(first_resumed["node_id"])
+    assert last - eval_every <= resumed_at <= last  # at most one checkpoint interval of reported steps redone
+    assert [r["step"] for r in history] == [*range(eval_every, last + 1, eval_every),
+                                            *range(resumed_at + eval_every, max_steps + 1, eval_every)]
+    assert all(r["resumed_at_step"] == 0 for r in result_rows(trial_dirs[other]))  # the other never ran again
+    print(f"reclaimed node gone after {gone:.1f} s; the trial resumed on a replacement node {replaced:.1f} s after the "
+          f"reclaim, from step {resumed_at} (last report from the lost node: step {last}): "
+          f"{(last - resumed_at) // eval_every} checkpoint interval(s) redone")

@@ -66,6 +66,18 @@ def cluster_rehearse(config: Annotated[Path, typer.Argument(help="A `ray up` clu
               f"tuner run SPEC --address {c.gcs}", highlight=False)
 
 
+@cluster_app.command("reclaim")
+def cluster_reclaim(node: Annotated[str | None, typer.Option("--node", help="The node id (default: any worker "
+                                                                          "node).")] = None,
+                    state_dir: StateOpt = None) -> None:
+    """Take a worker node of a rehearsal away, as a cloud reclaims a spot instance: its provider terminates it."""
+    try:
+        rehearsal.reclaim(node, state_dir=state_dir)
+    except local_cluster.ClusterError as e:
+        fail(str(e))
+    out.print(f"the provider terminates {node or 'a worker node'} at the autoscaler's next update", highlight=False)
+
+
 @cluster_app.command("publish")
 def cluster_publish(config: Annotated[Path, typer.Argument(help="The cluster's `ray up` config (on a head: "
                                                                   "~/ray_bootstrap_config.yaml).")],

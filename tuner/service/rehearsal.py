@@ -30,6 +30,7 @@ LOOPBACK_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
 HEAD_TYPE = "ray.head.default"  # the fake provider's name for the head's type
 CONFIG_FILE = "autoscaling.yaml"
 PROVIDER = "tuner.service.rehearsal_provider.RehearsalNodeProvider"
+RECLAIM_DIR = "reclaim"
 
 
 def driver_env() -> dict[str, str]:
@@ -37,7 +38,8 @@ def driver_env() -> dict[str, str]:
     return dict(LOOPBACK_ENV)
 
 
-def local_config(cloud: dict[str, Any], *, gcs_address: str, idle_timeout_minutes: float | None = None) -> dict:
+def local_config(cloud: dict[str, Any], *, gcs_address: str, idle_timeout_minutes: float | None = None,
+                 reclaim_dir: Path | None = None) -> dict:
     """The autoscaling config that rehearses ``cloud`` here (ValueError naming the key it cannot read)."""
     types = cloud.get("available_node_types")
     head = cloud.get("head_node_type")
@@ -58,7 +60,8 @@ def local_config(cloud: dict[str, Any], *, gcs_address: str, idle_timeout_minute
         "idle_timeout_minutes": float(idle_timeout_minutes if idle_timeout_minutes is not None
                                       else cloud.get("idle_timeout_minutes", 5)),
         "provider": {"type": "external", "module": PROVIDER, "gcs_address": gcs_address, "launch_multiple": True,
-                     "use_node_id_as_ip": True, "disable_node_updaters": True, "disable_launch_config_check": True},
+                     "use_node_id_as_ip": True, "disable_node_updaters": True, "disable_launch_config_check": True,
+                     **({"reclaim_dir": str(reclaim_dir)} if reclaim_dir else {})},
         "available_node_types": {HEAD_TYPE: {"resources": dict(types[head].get("resources") or {}), "node_config": {},
                                              "max_workers": 0}, **workers},
         "head_node_type": HEAD_TYPE,
@@ -83,10 +86,11 @@ def rehearse(config_path: Path, *, state_dir: Path | None = None,
     port, dash = local_cluster.free_port(), local_cluster.free_port()
     cluster = Cluster(gcs=f"127.0.0.1:{port}", dashboard=f"http://127.0.0.1:{dash}")
     try:
-        config = local_config(cloud, gcs_address=cluster.gcs, idle_timeout_minutes=idle_timeout_minutes)
+        config = local_config(cloud, gcs_address=cluster.gcs, idle_timeout_minutes=idle_timeout_minutes,
+                              reclaim_dir=d / RECLAIM_DIR)
     except (ValueError, TypeError, AttributeError) as e:
         raise ClusterError(f"{config_path}: {e}") from e
-    d.mkdir(parents=True, exist_ok=True)
+    (d / RECLAIM_DIR).mkdir(parents=True, exist_ok=True)
     local_cluster.ensure_token()
     (d / CONFIG_FILE).write_text(yaml.safe_dump(config, sort_keys=False))
     head_resources = config["available_node_types"][HEAD_TYPE]["resources"]
@@ -116,3 +120,14 @@ def _publish(gcs: str, config: Path) -> None:
     if r.returncode != 0:
         raise ClusterError(f"could not publish the node types: {local_cluster.last_line(r.stderr)}")
 
+
+def reclaim(node_id: str | None = None, *, state_dir: Path | None = None) -> None:
+    """Have the rehearsal's provider terminate a worker node (``node_id``, else any one) as a cloud reclaims a spot
+    instance: within one autoscaler update (5 s)."""
+    from tuner.service.rehearsal_provider import ANY
+
+    d = state_dir or local_cluster.default_state_dir()
+    folder = d / RECLAIM_DIR
+    if not folder.is_dir() or not any(local_cluster.alive(n.pid) for n in local_cluster.load(d).nodes):
+        raise ClusterError(f"no rehearsal is up at {d} (`tuner cluster rehearse CONFIG` starts one)")
+    (folder / (node_id or ANY)).touch()

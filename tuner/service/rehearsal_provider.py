@@ -1,5 +1,9 @@
 """The node provider of ``tuner cluster rehearse``: Ray's fake multi-node provider (each added node is started inside
-the autoscaler's monitor process, on this machine), with each node in its own temp dir, as on its own machine.
+the autoscaler's monitor process, on this machine), with each node in its own temp dir, as on its own machine, and
+spot reclaims: a file in the provider's ``reclaim_dir`` named after a node id (or ``any``) makes the provider
+terminate that node (or one worker node) the next time the autoscaler asks it for its nodes, as a cloud takes back a
+spot instance (``tuner cluster reclaim`` writes it). The provider lives in the monitor process: a file is how another
+process reaches it.
 
 Ray's provider starts every node in the head's session dir. Nodes sharing one unpack a job's working dir into the
 same place, and one node's runtime-env agent removes it under the others: a sweep submitted with ``tuner submit``
@@ -11,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import shutil
 import tempfile
 from typing import Any
@@ -27,8 +32,26 @@ from ray.autoscaler.tags import (
     TAG_RAY_USER_NODE_TYPE,
 )
 
+ANY = "any"
+
 
 class RehearsalNodeProvider(FakeMultiNodeProvider):
+    def non_terminated_nodes(self, tag_filters: dict) -> list[str]:
+        self._reclaim()
+        return super().non_terminated_nodes(tag_filters)
+
+    def _reclaim(self) -> None:
+        folder = self.provider_config.get("reclaim_dir")
+        if not folder or not os.path.isdir(folder):
+            return
+        for name in os.listdir(folder):
+            with self.lock:
+                workers = [n for n, v in self._nodes.items() if v["tags"].get(TAG_RAY_NODE_KIND) == NODE_KIND_WORKER]
+            for node_id in workers[:1] if name == ANY else [n for n in workers if n == name]:
+                print(f"reclaiming node {node_id}", flush=True)  # the monitor's log
+                self.terminate_node(node_id)
+            os.remove(os.path.join(folder, name))
+
     def _create_node_with_resources_and_labels(self, node_config: dict, tags: dict, count: int,
                                                resources: dict, labels: dict) -> None:
         resources = copy.deepcopy(resources)
