@@ -81,6 +81,41 @@ def test_a_sweep_sent_to_the_empty_gpu_pool_scales_it_up_and_back_to_zero(pool, 
           f"{IDLE_TIMEOUT_MIN * 60:.0f} s; the job ended {time.monotonic() - ended:.1f} s before)")
 
 
+def test_a_scheduled_sweep_fires_into_the_empty_pool_and_its_gpu_budget_counts_the_gpus_held(pool, shipped_job,
+                                                                                             tmp_path):
+    """`tuner scheduler --once` submits a due run (its schedule added a few minutes back) to the empty pool; the run
+    completes on added GPU nodes, and its GPU-hour ledger charges each trial's training time x the 1 logical GPU it
+    held."""
+    from datetime import datetime, timedelta, timezone
+
+    from tuner import store
+    from tuner.service import cron
+    from tuner.service import jobs as ray_jobs
+
+    wait_until(lambda: gpu_workers(pool["dashboard"]) == [] or None, "an empty pool", timeout=120, every=0.5)
+    spec = shipped_job("nightly")
+    db = tmp_path / "schedules.db"
+    engine = store.open_store(str(db), tmp_path)
+    cron.add(engine, spec, "* * * * *", address=pool["dashboard"], warm_start=0,
+             overrides=["resources.gpus_per_worker=1", "search.num_trials=2", "budget.gpu_hours=1.0"],
+             now=datetime.now(timezone.utc) - timedelta(minutes=3))
+    engine.dispose()
+    fired = tuner("scheduler", "--once", "--store", str(db))
+    assert fired.returncode == 0, fired.stderr[-3000:]
+    (job,) = [j for j in ray_jobs.list_jobs(pool["dashboard"]) if j["job"].startswith("tuner-sched-nightly-")]
+    assert ray_jobs.wait(job["job"], pool["dashboard"]) == "SUCCEEDED"
+    (sweep,) = (spec.parent.parent / "sweeps").glob("nightly-*")
+    rows = {t.name.removeprefix("trial_"): result_rows(t) for t in sweep.glob("trial_*")}
+    assert len(rows) == 2 and all(added(r["node_id"]) for trial_rows in rows.values() for r in trial_rows)
+    ledger = json.loads((sweep / "budget.json").read_text())
+    trained_s = sum(r["time_this_iter_s"] for trial_rows in rows.values() for r in trial_rows)
+    assert ledger["ended_by"] is None and ledger["limits"] == {"gpu_hours": 1.0}
+    assert abs(ledger["spent"]["gpu_hours"] - trained_s * 1 / 3600) < 1e-5, (ledger, trained_s)
+    charged = ledger["spent"]["gpu_hours"] * 3600
+    print(f"scheduled run {job['job']}: {len(rows)} trials on added GPU nodes, {charged:.1f} GPU-seconds charged for "
+          f"{trained_s:.1f} s of training x 1 GPU")
+
+
 def test_a_spread_sharded_trial_gets_two_nodes(pool, shipped_job):
     """Two DDP workers of 1 CPU each, spread: one added node (8 CPUs) could hold both, so the autoscaler adds two."""
     from ray.util.state import list_actors
