@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 from support import cli_env, freeze, result_rows, stored_rows, thaw, wait_until
 
+from tuner.service.rehearsal import HEAD_NODE_ID
+
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 REPO = Path(__file__).resolve().parents[2]
 IDLE_TIMEOUT_MIN = 0.1  # the config's 10 minutes, shortened
@@ -42,9 +44,9 @@ def gpu_workers(dashboard: str) -> list[str]:
 def pool(tmp_path_factory) -> Iterator[dict]:
     """The rehearsed pool (its cluster.json: the addresses and the head), for this module's tests; stopped after."""
     state = tmp_path_factory.mktemp("pool")
-    up = tuner("cluster", "rehearse", str(REPO / "cluster" / "aws-gpu.yaml"), "--state-dir", str(state),
-               "--idle-timeout-minutes", str(IDLE_TIMEOUT_MIN))
     try:
+        up = tuner("cluster", "rehearse", str(REPO / "cluster" / "aws-gpu.yaml"), "--state-dir", str(state),
+                   "--idle-timeout-minutes", str(IDLE_TIMEOUT_MIN))
         assert up.returncode == 0, up.stderr[-3000:]
         assert "node type gpu: {CPU: 8, GPU: 1}, 0-8 workers" in up.stdout
         yield {**json.loads((state / "cluster.json").read_text()), "state": str(state)}
@@ -54,8 +56,14 @@ def pool(tmp_path_factory) -> Iterator[dict]:
 
 
 def added(node_id: str) -> bool:
-    """A node the rehearsal's provider added (the head is the one `ray start` started)."""
-    return node_id.startswith("f" * 8)
+    """A node the rehearsal's provider added (its ids, as the head's, are fff...; the head is the one `ray start`
+    started)."""
+    return node_id.startswith("f" * 8) and node_id != HEAD_NODE_ID
+
+
+def empty(pool: dict) -> None:
+    """Wait for the nodes an earlier test added to go (idle): each test starts from an empty pool."""
+    wait_until(lambda: gpu_workers(pool["dashboard"]) == [] or None, "an empty pool", timeout=120, every=0.5)
 
 
 def test_a_sweep_sent_to_the_empty_gpu_pool_scales_it_up_and_back_to_zero(pool, shipped_job):
@@ -92,7 +100,7 @@ def test_a_scheduled_sweep_fires_into_the_empty_pool_and_its_gpu_budget_counts_t
     from tuner.service import cron
     from tuner.service import jobs as ray_jobs
 
-    wait_until(lambda: gpu_workers(pool["dashboard"]) == [] or None, "an empty pool", timeout=120, every=0.5)
+    empty(pool)
     spec = shipped_job("nightly")
     db = tmp_path / "schedules.db"
     engine = store.open_store(str(db), tmp_path)
@@ -120,6 +128,7 @@ def test_a_spread_sharded_trial_gets_two_nodes(pool, shipped_job):
     """Two DDP workers of 1 CPU each, spread: one added node (8 CPUs) could hold both, so the autoscaler adds two."""
     from ray.util.state import list_actors
 
+    empty(pool)
     spec = shipped_job("spread")
     r = tuner("submit", str(spec), "--address", pool["dashboard"], "--wait", "--set", "search.num_trials=1",
               "--set", "resources.workers_per_trial=2", "--set", "resources.strategy=ddp",
@@ -139,14 +148,16 @@ def test_a_reclaimed_spot_node_is_replaced_and_costs_its_trial_at_most_a_checkpo
     other trial, which goes on, is never run again. Each trial is held (SIGSTOP) from its second report, so neither can
     finish first; the other stays held until the reclaimed one resumes, so its node cannot take the retry."""
     eval_every, max_steps = 10, 200
+    empty(pool)
     spec = shipped_job("reclaim")
     db = spec.parent.parent / "sweeps" / "tuner.db"
     log = spec.parent.parent / "submit.log"  # its output, followed: a pipe nobody reads would fill
+    log_file = log.open("w")
     job = subprocess.Popen([sys.executable, "-m", "tuner", "submit", str(spec), "--address", pool["dashboard"],
                             "--wait", "--set", "search.num_trials=2", "--set", "resources.gpus_per_worker=1",
                             "--set", "search.max_failures=1", "--set", f"train.max_steps={max_steps}",
                             "--set", f"train.eval_every={eval_every}"],
-                           env=cli_env(), stdout=log.open("w"), stderr=subprocess.STDOUT, text=True)
+                           env=cli_env(), stdout=log_file, stderr=subprocess.STDOUT, text=True)
     held: list[int] = []
     try:
         holding: set[str] = set()
@@ -176,9 +187,14 @@ def test_a_reclaimed_spot_node_is_replaced_and_costs_its_trial_at_most_a_checkpo
 
         first_resumed = wait_until(resumed, "the reclaimed trial resumed on another node", timeout=240, every=0.5)
         replaced = time.monotonic() - reclaimed
+        thaw(held)
+        job.wait(timeout=300)
     finally:
         thaw(held)
-    job.wait(timeout=300)
+        if job.poll() is None:  # the test failed: the sweep goes on in the pool, but nothing here waits for it
+            job.kill()
+            job.wait()
+        log_file.close()
     output = log.read_text()
     assert job.returncode == 0 and ": SUCCEEDED" in output, output[-3000:]
     trial_dirs = {d.name.removeprefix("trial_"): d for d in (spec.parent.parent / "sweeps" / "reclaim").glob("trial_*")}

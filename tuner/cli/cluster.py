@@ -53,6 +53,8 @@ def cluster_rehearse(config: Annotated[Path, typer.Argument(help="A `ray up` clu
     go as trials ask for them, as in the cloud. `tuner cluster down` stops it."""
     try:
         c, config_used = rehearsal.rehearse(config, state_dir=state_dir, idle_timeout_minutes=idle_timeout_minutes)
+    except rehearsal.ConfigError as e:
+        fail(str(e), USAGE)
     except local_cluster.ClusterError as e:
         fail(str(e))
     for name, t in config_used["available_node_types"].items():
@@ -89,7 +91,7 @@ def cluster_publish(config: Annotated[Path, typer.Argument(help="The cluster's `
 
     try:
         types = node_types.from_cluster_config(yaml.safe_load(config.read_text()) or {})
-    except (OSError, yaml.YAMLError, ValueError, TypeError) as e:
+    except (OSError, yaml.YAMLError, ValueError, TypeError, AttributeError) as e:
         fail(f"{config}: {e}", USAGE)
     import ray
 
@@ -97,8 +99,12 @@ def cluster_publish(config: Annotated[Path, typer.Argument(help="The cluster's `
         ray.init(address=address, logging_level=logging.ERROR, log_to_driver=False)
     except Exception as e:  # noqa: BLE001 - any connection failure is one line
         fail(f"cannot connect to the Ray cluster at {address}: {e}")
-    node_types.publish(types)
-    ray.shutdown()
+    try:
+        node_types.publish(types)
+    except Exception as e:  # noqa: BLE001 - any failure of the store is one line
+        fail(f"could not publish the node types to {address}: {e}")
+    finally:
+        ray.shutdown()
     for t in types:
         res = ", ".join(f"{k}: {v:g}" for k, v in t.resources.items())
         out.print(f"published node type {t.name}: {{{res}}} x {t.max_workers}", highlight=False)

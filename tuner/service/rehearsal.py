@@ -15,8 +15,10 @@ cluster, so ``tuner cluster down`` stops it (the head's process group holds the 
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -27,10 +29,15 @@ from tuner.service import local_cluster
 from tuner.service.local_cluster import Cluster, ClusterError, Node
 
 LOOPBACK_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+HEAD_NODE_ID = "f" * 51 + "00000"  # the id the fake provider gives its head: the head's load then counts
 HEAD_TYPE = "ray.head.default"  # the fake provider's name for the head's type
 CONFIG_FILE = "autoscaling.yaml"
 PROVIDER = "tuner.service.rehearsal_provider.RehearsalNodeProvider"
 RECLAIM_DIR = "reclaim"
+
+
+class ConfigError(ClusterError):
+    """A cloud config that cannot be rehearsed (a usage error: exit 2)."""
 
 
 def driver_env() -> dict[str, str]:
@@ -76,8 +83,8 @@ def rehearse(config_path: Path, *, state_dir: Path | None = None,
     and the local autoscaling config it runs."""
     try:
         cloud = yaml.safe_load(Path(config_path).read_text())
-    except (OSError, yaml.YAMLError) as e:
-        raise ClusterError(f"cannot read {config_path}: {e}") from e
+    except (OSError, ValueError, yaml.YAMLError) as e:
+        raise ConfigError(f"cannot read {config_path}: {e}") from e
     d = state_dir or local_cluster.default_state_dir()
     if (d / local_cluster.STATE_FILE).is_file() and any(local_cluster.alive(n.pid)
                                                          for n in local_cluster.load(d).nodes):
@@ -89,8 +96,12 @@ def rehearse(config_path: Path, *, state_dir: Path | None = None,
         config = local_config(cloud, gcs_address=cluster.gcs, idle_timeout_minutes=idle_timeout_minutes,
                               reclaim_dir=d / RECLAIM_DIR)
     except (ValueError, TypeError, AttributeError) as e:
-        raise ClusterError(f"{config_path}: {e}") from e
-    (d / RECLAIM_DIR).mkdir(parents=True, exist_ok=True)
+        raise ConfigError(f"{config_path}: {e}") from e
+    shutil.rmtree(d / RECLAIM_DIR, ignore_errors=True)  # requests left from an earlier cluster are not this one's
+    (d / RECLAIM_DIR).mkdir(parents=True)
+    # The added nodes' temp dirs go under one of the rehearsal's, which `down` removes with whatever is left in it.
+    cluster.temp_dirs.append(tempfile.mkdtemp(prefix="tuner-rehearsal-"))
+    config["provider"]["nodes_temp_dir"] = cluster.temp_dirs[0]
     local_cluster.ensure_token()
     (d / CONFIG_FILE).write_text(yaml.safe_dump(config, sort_keys=False))
     head_resources = config["available_node_types"][HEAD_TYPE]["resources"]
@@ -99,7 +110,8 @@ def rehearse(config_path: Path, *, state_dir: Path | None = None,
             "--num-cpus", local_cluster.num(head_resources.get("CPU", 0)),
             "--num-gpus", local_cluster.num(head_resources.get("GPU", 0)), *local_cluster.node_ports()]
     log = d / "head.log"
-    head = local_cluster.start(args, log, extra_env={"RAY_FAKE_CLUSTER": "1", **LOOPBACK_ENV})
+    head = local_cluster.start(args, log, extra_env={"RAY_FAKE_CLUSTER": "1", "RAY_OVERRIDE_NODE_ID_FOR_TESTING":
+                                                     HEAD_NODE_ID, **LOOPBACK_ENV})
     cluster.nodes.append(Node("head", head.pid, str(log), head_resources, int(args[args.index("--node-manager-port")
                                                                                    + 1])))
     local_cluster.save(cluster, d)
@@ -115,8 +127,12 @@ def rehearse(config_path: Path, *, state_dir: Path | None = None,
 def _publish(gcs: str, config: Path) -> None:
     """The node types, for the placement check of every driver (``tuner cluster publish``, in its own process: this
     one need not stay a Ray driver)."""
-    r = subprocess.run([sys.executable, "-m", "tuner", "cluster", "publish", str(config), "--address", gcs],
-                       env={**local_cluster.ray_env(), **LOOPBACK_ENV}, capture_output=True, text=True, timeout=120)
+    try:
+        r = subprocess.run([sys.executable, "-m", "tuner", "cluster", "publish", str(config), "--address", gcs],
+                           env={**local_cluster.ray_env(), **LOOPBACK_ENV}, capture_output=True, text=True,
+                           timeout=120)
+    except subprocess.TimeoutExpired as e:
+        raise ClusterError("could not publish the node types: no answer from the head in 120 s") from e
     if r.returncode != 0:
         raise ClusterError(f"could not publish the node types: {local_cluster.last_line(r.stderr)}")
 

@@ -58,7 +58,8 @@ class RehearsalNodeProvider(FakeMultiNodeProvider):
         with self.lock:
             node_type = tags[TAG_RAY_USER_NODE_TYPE]
             node_id = self._next_hex_node_id()
-            temp_dir = tempfile.mkdtemp(prefix="tuner-node-")  # short: Unix socket paths live there
+            # Short: Unix socket paths live there. Under the rehearsal's own dir, which `tuner cluster down` removes.
+            temp_dir = tempfile.mkdtemp(prefix="node-", dir=self.provider_config.get("nodes_temp_dir"))
             params = ray._private.parameter.RayParams(
                 min_worker_port=0, max_worker_port=0, dashboard_port=None, dashboard_agent_listen_port=0,
                 num_cpus=resources.pop("CPU", 0), num_gpus=resources.pop("GPU", 0),

@@ -41,9 +41,9 @@ def test_bad_configs_are_one_line_errors(tmp_path):
     r = tuner("publish", str(tmp_path / "no_types.yaml"))
     assert r.returncode == 2 and "available_node_types" in r.stderr and "Traceback" not in r.stderr
     r = tuner("rehearse", str(tmp_path / "missing.yaml"), "--state-dir", str(tmp_path / "state"))
-    assert r.returncode == 1 and "cannot read" in r.stderr and "Traceback" not in r.stderr
+    assert r.returncode == 2 and "cannot read" in r.stderr and "Traceback" not in r.stderr
     r = tuner("rehearse", str(tmp_path / "no_types.yaml"), "--state-dir", str(tmp_path / "state"))
-    assert r.returncode == 1 and "head_node_type" in r.stderr and "Traceback" not in r.stderr
+    assert r.returncode == 2 and "head_node_type" in r.stderr and "Traceback" not in r.stderr
     assert not (tmp_path / "state").exists()  # nothing started
     r = tuner("reclaim", "--state-dir", str(tmp_path / "state"))
     assert r.returncode == 1 and "tuner cluster" in r.stderr and "Traceback" not in r.stderr
