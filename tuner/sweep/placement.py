@@ -5,7 +5,8 @@ request and the largest node. On an autoscaling cluster the nodes that could be 
 types its head published (``tuner._util.node_types``), each up to its ``max_workers``, so a sweep sent to an empty
 GPU pool is refused only if no node type could ever hold its trial. Sharded trials reserve their workers through Ray
 Train, not through Tune, so Tune cannot see their size: their concurrency is capped at the number of whole trials
-the cluster holds at once (at full scale, on an autoscaling one). ``placement: spread`` is strict (each worker of a
+the cluster holds at once (at full scale, on an autoscaling one: an upper bound, since nodes already up count again
+in their type's max_workers; the trials beyond it wait for nodes). ``placement: spread`` is strict (each worker of a
 trial on its own node), so that an autoscaler adds the nodes rather than stacking the workers on the first.
 """
 
