@@ -14,8 +14,6 @@ from pathlib import Path
 import pytest
 from support import cli_env, freeze, result_rows, stored_rows, thaw, wait_until
 
-from tuner.service.rehearsal import HEAD_NODE_ID
-
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 REPO = Path(__file__).resolve().parents[2]
 IDLE_TIMEOUT_MIN = 0.1  # the config's 10 minutes, shortened
@@ -56,9 +54,8 @@ def pool(tmp_path_factory) -> Iterator[dict]:
 
 
 def added(node_id: str) -> bool:
-    """A node the rehearsal's provider added (its ids, as the head's, are fff...; the head is the one `ray start`
-    started)."""
-    return node_id.startswith("f" * 8) and node_id != HEAD_NODE_ID
+    """A node the rehearsal's provider added (the head is the one `ray start` started)."""
+    return node_id.startswith("f" * 8)
 
 
 def empty(pool: dict) -> None:

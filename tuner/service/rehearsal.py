@@ -29,7 +29,6 @@ from tuner.service import local_cluster
 from tuner.service.local_cluster import Cluster, ClusterError, Node
 
 LOOPBACK_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
-HEAD_NODE_ID = "f" * 51 + "00000"  # the id the fake provider gives its head: the head's load then counts
 HEAD_TYPE = "ray.head.default"  # the fake provider's name for the head's type
 CONFIG_FILE = "autoscaling.yaml"
 PROVIDER = "tuner.service.rehearsal_provider.RehearsalNodeProvider"
@@ -99,8 +98,9 @@ def rehearse(config_path: Path, *, state_dir: Path | None = None,
         raise ConfigError(f"{config_path}: {e}") from e
     shutil.rmtree(d / RECLAIM_DIR, ignore_errors=True)  # requests left from an earlier cluster are not this one's
     (d / RECLAIM_DIR).mkdir(parents=True)
-    # The added nodes' temp dirs go under one of the rehearsal's, which `down` removes with whatever is left in it.
-    cluster.temp_dirs.append(tempfile.mkdtemp(prefix="tuner-rehearsal-"))
+    # The head's temp dir, and the added nodes' under it, are the rehearsal's own (not /tmp/ray, which every other Ray
+    # on the machine shares: its session_latest link and current-cluster file), and `down` removes them.
+    cluster.temp_dirs.append(tempfile.mkdtemp(prefix="tuner-r-"))  # short: Unix socket paths live there
     config["provider"]["nodes_temp_dir"] = cluster.temp_dirs[0]
     local_cluster.ensure_token()
     (d / CONFIG_FILE).write_text(yaml.safe_dump(config, sort_keys=False))
@@ -108,10 +108,10 @@ def rehearse(config_path: Path, *, state_dir: Path | None = None,
     args = ["--head", "--node-ip-address", "127.0.0.1", "--port", str(port), "--dashboard-host", "127.0.0.1",
             "--dashboard-port", str(dash), "--autoscaling-config", str(d / CONFIG_FILE),
             "--num-cpus", local_cluster.num(head_resources.get("CPU", 0)),
-            "--num-gpus", local_cluster.num(head_resources.get("GPU", 0)), *local_cluster.node_ports()]
+            "--num-gpus", local_cluster.num(head_resources.get("GPU", 0)), "--temp-dir", cluster.temp_dirs[0],
+            *local_cluster.node_ports()]
     log = d / "head.log"
-    head = local_cluster.start(args, log, extra_env={"RAY_FAKE_CLUSTER": "1", "RAY_OVERRIDE_NODE_ID_FOR_TESTING":
-                                                     HEAD_NODE_ID, **LOOPBACK_ENV})
+    head = local_cluster.start(args, log, extra_env={"RAY_FAKE_CLUSTER": "1", **LOOPBACK_ENV})
     cluster.nodes.append(Node("head", head.pid, str(log), head_resources, int(args[args.index("--node-manager-port")
                                                                                    + 1])))
     local_cluster.save(cluster, d)
