@@ -59,8 +59,8 @@ def cluster_rehearse(config: Annotated[Path, typer.Argument(help="A `ray up` clu
         fail(str(e))
     for name, t in config_used["available_node_types"].items():
         if name != rehearsal.HEAD_TYPE:
-            res = ", ".join(f"{k}: {v:g}" for k, v in t["resources"].items())
-            out.print(f"node type {name}: {{{res}}}, {t['min_workers']}-{t['max_workers']} workers", highlight=False)
+            out.print(f"node type {name}: {_resources(t['resources'])}, {t['min_workers']}-{t['max_workers']} workers",
+                      highlight=False)
     out.print(f"head {c.gcs}; idle nodes go after {config_used['idle_timeout_minutes']:g} min", highlight=False)
     env = " ".join(f"{k}={v}" for k, v in rehearsal.driver_env().items())
     out.print(f"export RAY_AUTH_MODE=token {env}\n"
@@ -106,8 +106,7 @@ def cluster_publish(config: Annotated[Path, typer.Argument(help="The cluster's `
     finally:
         ray.shutdown()
     for t in types:
-        res = ", ".join(f"{k}: {v:g}" for k, v in t.resources.items())
-        out.print(f"published node type {t.name}: {{{res}}} x {t.max_workers}", highlight=False)
+        out.print(f"published node type {t.name}: {_resources(t.resources)} x {t.max_workers}", highlight=False)
 
 
 @cluster_app.command("down")
@@ -125,7 +124,10 @@ def cluster_status(state_dir: StateOpt = None) -> None:
         fail(str(e))
     out.print(f"head {c.gcs}, dashboard {c.dashboard}", highlight=False)
     for n, up_ in zip(c.nodes, alive, strict=True):
-        res = ", ".join(f"{k}: {v:g}" for k, v in n.resources.items())
-        out.print(f"  {n.role:6} pid {n.pid:<7} {{{res}}}  {'up' if up_ else 'DOWN'}", highlight=False)
+        out.print(f"  {n.role:6} pid {n.pid:<7} {_resources(n.resources)}  {'up' if up_ else 'DOWN'}", highlight=False)
     if not all(alive):
         raise typer.Exit(1)
+
+
+def _resources(resources: dict[str, float]) -> str:
+    return "{" + ", ".join(f"{k}: {v:g}" for k, v in resources.items()) + "}"

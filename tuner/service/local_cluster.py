@@ -155,8 +155,7 @@ def up(workers: int = 2, *, cpus_per_worker: float = 1.0, gpus_per_worker: float
        state_dir: Path | None = None) -> Cluster:
     """Start a head and ``workers`` worker nodes; GPUs are logical (no CUDA needed) for placement tests."""
     d = state_dir or default_state_dir()
-    if (d / STATE_FILE).is_file() and any(alive(n.pid) for n in load(d).nodes):
-        raise ClusterError(f"a local cluster from {d / STATE_FILE} is still up: `tuner cluster down` first")
+    refuse_if_up(d)
     d.mkdir(parents=True, exist_ok=True)
     ensure_token()
     port, dash = free_port(), free_port()
@@ -191,6 +190,12 @@ def up(workers: int = 2, *, cpus_per_worker: float = 1.0, gpus_per_worker: float
         down(d)
         raise
     return cluster
+
+
+def refuse_if_up(d: Path) -> None:
+    """ClusterError if the cluster recorded in ``d`` still runs: one state dir, one cluster."""
+    if (d / STATE_FILE).is_file() and any(alive(n.pid) for n in load(d).nodes):
+        raise ClusterError(f"a local cluster from {d / STATE_FILE} is still up: `tuner cluster down` first")
 
 
 def num(v: float) -> str:

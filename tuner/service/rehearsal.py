@@ -85,10 +85,7 @@ def rehearse(config_path: Path, *, state_dir: Path | None = None,
     except (OSError, ValueError, yaml.YAMLError) as e:
         raise ConfigError(f"cannot read {config_path}: {e}") from e
     d = state_dir or local_cluster.default_state_dir()
-    if (d / local_cluster.STATE_FILE).is_file() and any(local_cluster.alive(n.pid)
-                                                         for n in local_cluster.load(d).nodes):
-        raise ClusterError(f"a local cluster from {d / local_cluster.STATE_FILE} is still up: `tuner cluster down` "
-                           f"first")
+    local_cluster.refuse_if_up(d)
     port, dash = local_cluster.free_port(), local_cluster.free_port()
     cluster = Cluster(gcs=f"127.0.0.1:{port}", dashboard=f"http://127.0.0.1:{dash}")
     try:
