@@ -18,8 +18,9 @@ import pytest
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
+from tuner._util import node_types
 from tuner.spec import load
-from tuner.sweep.placement import SKIP_ENV
+from tuner.sweep.placement import SKIP_ENV, fit_to_cluster
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -450,10 +451,34 @@ def test_kuberay_token_comes_from_the_shared_secret() -> None:
         assert command in header(KUBERAY / name), name
 
 
-def test_kuberay_drivers_skip_the_placement_check() -> None:
+def worker_groups_as_ray_sees_them(spec: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Each worker group's node resources (rayStartParams, else the container's limits, as KubeRay derives them) and
+    how many pods the autoscaler may add (maxReplicas)."""
+    out = {}
+    for g in spec["workerGroupSpecs"]:
+        (container,) = g["template"]["spec"]["containers"]
+        limits, params = container["resources"]["limits"], g["rayStartParams"]
+        resources = {"CPU": float(params.get("num-cpus", limits["cpu"])),
+                     "GPU": float(params.get("num-gpus", limits.get("nvidia.com/gpu", 0)))}
+        out[g["groupName"]] = {"resources": resources, "max_workers": g["maxReplicas"]}
+    return out
+
+
+def head_node_types(spec: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> list[node_types.NodeType]:
+    (head,) = spec["headGroupSpec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e["value"] for e in head["env"]}
+    assert SKIP_ENV not in env
+    monkeypatch.setenv(node_types.ENV, env[node_types.ENV])
+    return node_types.from_env()
+
+
+def test_kuberay_heads_name_their_worker_groups_for_the_placement_check(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A KubeRay head has no ray up config to publish: its environment names the worker groups (TUNER_NODE_TYPES,
+    which its job drivers inherit), exactly as Ray will see their pods, and nothing skips the check."""
     for spec in cluster_specs():
-        (head,) = spec["headGroupSpec"]["template"]["spec"]["containers"]
-        assert {"name": SKIP_ENV, "value": "1"} in head["env"]
+        named = {t.name: {"resources": t.resources, "max_workers": t.max_workers}
+                 for t in head_node_types(spec, monkeypatch)}
+        assert named == worker_groups_as_ray_sees_them(spec)
 
 
 def mounts(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -477,7 +502,7 @@ def sample_entrypoint(entrypoint: str) -> list[str]:
     return shlex.split(re.sub(r"\$\([^)]*\)", "20300101-0200", entrypoint))
 
 
-def test_kuberay_jobs_run_a_shipped_spec_that_validates() -> None:
+def test_kuberay_jobs_run_a_shipped_spec_that_validates(monkeypatch: pytest.MonkeyPatch) -> None:
     """`python -m tuner run SPEC --set ...` on the head: SPEC is a file of jobs/ (the tuner-jobs ConfigMap, mounted
     on the head), storage is the shared mount, and the spec with those overrides passes tuner's own validation."""
     for spec in job_specs():
@@ -487,7 +512,9 @@ def test_kuberay_jobs_run_a_shipped_spec_that_validates() -> None:
         head = spec["rayClusterSpec"]["headGroupSpec"]["template"]
         assert mounts(head)[str(path.parent)]["configMap"]["name"] == "tuner-jobs"
         assert f"storage={SWEEPS}" in overrides or in_a_bucket(spec)
-        load(REPO / "jobs" / path.name, overrides)
+        job = load(REPO / "jobs" / path.name, overrides)
+        # Sent to the empty pool (the head offers no CPUs): the placement check counts the GPU pods it may add.
+        fit_to_cluster(job, nodes=[{"memory": 1.0}], types=head_node_types(spec["rayClusterSpec"], monkeypatch))
         assert not spec.get("entrypointNumCpus"), "the driver would never be placed on a head that offers no CPUs"
 
 

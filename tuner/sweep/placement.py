@@ -17,7 +17,8 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-from tuner._util.node_types import NodeType, published
+from tuner._util import node_types
+from tuner._util.node_types import NodeType
 from tuner.spec import Spec, SpecError
 
 SKIP_ENV = "TUNER_SKIP_PLACEMENT_CHECK"  # an escape hatch: a cluster whose node types tuner cannot read
@@ -69,7 +70,12 @@ def fit_to_cluster(spec: Spec, nodes: list[dict[str, float]] | None = None,
     if os.environ.get(SKIP_ENV):
         return spec
     if nodes is None:  # the connected cluster's
-        nodes, types = alive_nodes(), published() if types is None else types
+        nodes = alive_nodes()
+        if types is None:
+            try:
+                types = node_types.published()
+            except ValueError as e:
+                raise SpecError([(node_types.ENV, str(e))], source="environment") from None
     types = types or ()
     r, bundle = spec.resources, worker_bundle(spec)
     n = trials_at_once(nodes, bundle, r.workers_per_trial, types, spread=r.placement == "spread")

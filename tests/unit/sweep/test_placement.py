@@ -132,6 +132,26 @@ def test_node_types_come_from_the_shipped_cloud_configs():
         from_cluster_config({"max_workers": 2})
 
 
+def test_a_head_with_no_ray_up_config_names_its_node_types_in_the_environment(tiny_raw, monkeypatch):
+    """A KubeRay head: TUNER_NODE_TYPES, in a ray up config's available_node_types layout, counts as published node
+    types; a bad value is refused naming the variable and what is wrong with it."""
+    from tuner.sweep import placement
+
+    monkeypatch.setattr(placement, "alive_nodes", lambda: [DRIVER_ONLY_HEAD])
+    spec = validate(tiny_raw(resources={"gpus_per_worker": 1}))
+    monkeypatch.setenv("TUNER_NODE_TYPES", '{"gpu": {"resources": {"CPU": 8, "GPU": 1}, "max_workers": 4}}')
+    assert fit_to_cluster(spec) is spec
+    for bad, says in [("{gpu", "not JSON"), ("[]", "a mapping of node types is required"),
+                      ('{"gpu": {"resources": {"GPU": "one"}, "max_workers": 4}}', "gpu.resources: amounts must be"),
+                      ('{"gpu": {"resources": {"GPU": 1}, "max_workers": -1}}', "gpu.max_workers: a whole number")]:
+        monkeypatch.setenv("TUNER_NODE_TYPES", bad)
+        with pytest.raises(SpecError) as e:
+            fit_to_cluster(spec)
+        (key, message), = e.value.problems
+        assert key == "TUNER_NODE_TYPES" and says in message, message
+        assert "invalid environment" in str(e.value)
+
+
 def test_spread_puts_each_worker_of_a_trial_on_its_own_node(tiny_raw):
     bundle = {"CPU": 1, "GPU": 1}
     assert trials_at_once([NODE_4GPU], bundle, 2) == 2
