@@ -1,20 +1,22 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 SYS_PY ?= python3
+TORCH := torch==2.13.0
 
 .PHONY: install quickstart test test-repeat lint clean
 
 install: $(VENV)/.installed
 
 # torch first, with pip: it takes the CPU build lying on this machine's disk (uv would fetch a CUDA build); the
-# project keeps a range for users, which that build satisfies. Then uv installs the rest (~190 packages) in parallel:
+# project keeps a range for users, which that build satisfies (uv is held to it: a dependency that wanted another
+# torch fails the install instead of pulling a CUDA build). Then uv installs the rest (~190 packages) in parallel:
 # 24 s with an empty cache here, where pip took 95 s of CI's 15 minutes. --compile-bytecode as pip does: where
 # PYTHONDONTWRITEBYTECODE is set (as on this machine), every Ray worker would otherwise compile torch and
 # transformers anew (the integration tier ran 1.5x slower).
 $(VENV)/.installed: pyproject.toml
 	$(SYS_PY) -m venv $(VENV)
-	$(PY) -m pip install -q --disable-pip-version-check torch==2.13.0 uv
-	$(VENV)/bin/uv pip install -q --compile-bytecode --python $(PY) -e '.[test]'
+	$(PY) -m pip install -q --disable-pip-version-check $(TORCH) uv
+	$(VENV)/bin/uv pip install -q --compile-bytecode --python $(PY) -e '.[test]' $(TORCH)
 	touch $@
 
 quickstart: install
