@@ -63,41 +63,19 @@ def empty(pool: dict) -> None:
     wait_until(lambda: gpu_workers(pool["dashboard"]) == [] or None, "an empty pool", timeout=120, every=0.5)
 
 
-def test_a_sweep_sent_to_the_empty_gpu_pool_scales_it_up_and_back_to_zero(pool, shipped_job):
-    assert gpu_workers(pool["dashboard"]) == []  # an empty pool: the head offers no CPUs or GPUs
-    spec = shipped_job("pool")
-    submitted = time.time()
-    r = tuner("submit", str(spec), "--address", pool["dashboard"], "--wait", "--set", "search.num_trials=2",
-              "--set", "resources.gpus_per_worker=1")
-    ended = time.monotonic()
-    assert r.returncode == 0 and ": SUCCEEDED" in r.stdout, r.stdout[-3000:] + r.stderr[-3000:]
-    trials = sorted((spec.parent.parent / "sweeps" / "pool").glob("trial_*"))
-    rows = [row for t in trials for row in result_rows(t)]
-    assert len(trials) == 2 and {row["world_size"] for row in rows} == {1}
-    workers = {row["node_id"] for row in rows}
-    assert all(added(n) for n in workers), workers  # none on the head
-    print(f"trials ran on {len(workers)} added GPU node(s)")
-    first = min(row["timestamp"] - row["time_total_s"] for row in rows)  # when a trial began training
-    last = max(row["timestamp"] for row in rows)
-    print(f"submit to the first trial training on a new node: {first - submitted:.0f} s (1 s resolution)")
-    wait_until(lambda: gpu_workers(pool["dashboard"]) == [] or None, "the pool back at zero workers", timeout=120,
-               every=0.5)
-    print(f"the last trial's last report to zero GPU workers: {time.time() - last:.0f} s (idle timeout "
-          f"{IDLE_TIMEOUT_MIN * 60:.0f} s; the job ended {time.monotonic() - ended:.1f} s before)")
-
-
-def test_a_scheduled_sweep_fires_into_the_empty_pool_and_its_gpu_budget_counts_the_gpus_held(pool, shipped_job,
-                                                                                             tmp_path):
-    """`tuner scheduler --once` submits a due run (its schedule added a few minutes back) to the empty pool; the run
-    completes on added GPU nodes, and its GPU-hour ledger charges each trial's training time x the 1 logical GPU it
-    held."""
+def test_a_scheduled_sweep_scales_the_empty_gpu_pool_up_and_back_to_zero_and_its_budget_counts_the_gpus_held(
+        pool, shipped_job, tmp_path):
+    """`tuner scheduler --once` submits a due run (its schedule added a few minutes back) to the empty pool: the
+    autoscaler adds GPU nodes for its trials, none of which runs on the head; its GPU-hour ledger charges each trial's
+    training time x the 1 logical GPU it held; once idle, the pool goes back to zero workers. (`tuner submit` to the
+    pool: the tests below.)"""
     from datetime import datetime, timedelta, timezone
 
     from tuner import store
     from tuner.service import cron
     from tuner.service import jobs as ray_jobs
 
-    empty(pool)
+    assert gpu_workers(pool["dashboard"]) == []  # an empty pool: the head offers no CPUs or GPUs
     spec = shipped_job("nightly")
     db = tmp_path / "schedules.db"
     engine = store.open_store(str(db), tmp_path)
@@ -105,20 +83,31 @@ def test_a_scheduled_sweep_fires_into_the_empty_pool_and_its_gpu_budget_counts_t
              overrides=["resources.gpus_per_worker=1", "search.num_trials=2", "budget.gpu_hours=1.0"],
              now=datetime.now(timezone.utc) - timedelta(minutes=3))
     engine.dispose()
+    fired_at = time.time()
     fired = tuner("scheduler", "--once", "--store", str(db))
     assert fired.returncode == 0, fired.stderr[-3000:]
     (job,) = [j for j in ray_jobs.list_jobs(pool["dashboard"]) if j["job"].startswith("tuner-sched-nightly-")]
     assert ray_jobs.wait(job["job"], pool["dashboard"]) == "SUCCEEDED"
+    ended = time.monotonic()
     (sweep,) = (spec.parent.parent / "sweeps").glob("nightly-*")
     rows = {t.name.removeprefix("trial_"): result_rows(t) for t in sweep.glob("trial_*")}
-    assert len(rows) == 2 and all(added(r["node_id"]) for trial_rows in rows.values() for r in trial_rows)
+    every_row = [r for trial_rows in rows.values() for r in trial_rows]
+    assert len(rows) == 2 and {r["world_size"] for r in every_row} == {1}
+    workers = {r["node_id"] for r in every_row}
+    assert all(added(n) for n in workers), workers  # none on the head
+    first = min(r["timestamp"] - r["time_total_s"] for r in every_row)  # when a trial began training
+    last = max(r["timestamp"] for r in every_row)
+    print(f"scheduled run {job['job']}: trials ran on {len(workers)} added GPU node(s); the scheduler's firing to the "
+          f"first trial training on a new node: {first - fired_at:.0f} s (1 s resolution)")
     ledger = json.loads((sweep / "budget.json").read_text())
-    trained_s = sum(r["time_this_iter_s"] for trial_rows in rows.values() for r in trial_rows)
+    trained_s = sum(r["time_this_iter_s"] for r in every_row)
     assert ledger["ended_by"] is None and ledger["limits"] == {"gpu_hours": 1.0}
     assert abs(ledger["spent"]["gpu_hours"] - trained_s * 1 / 3600) < 1e-5, (ledger, trained_s)
-    charged = ledger["spent"]["gpu_hours"] * 3600
-    print(f"scheduled run {job['job']}: {len(rows)} trials on added GPU nodes, {charged:.1f} GPU-seconds charged for "
-          f"{trained_s:.1f} s of training x 1 GPU")
+    print(f"{ledger['spent']['gpu_hours'] * 3600:.1f} GPU-seconds charged for {trained_s:.1f} s of training x 1 GPU")
+    wait_until(lambda: gpu_workers(pool["dashboard"]) == [] or None, "the pool back at zero workers", timeout=120,
+               every=0.5)
+    print(f"the last trial's last report to zero GPU workers: {time.time() - last:.0f} s (idle timeout "
+          f"{IDLE_TIMEOUT_MIN * 60:.0f} s; the job ended {time.monotonic() - ended:.1f} s before)")
 
 
 def test_a_spread_sharded_trial_gets_two_nodes(pool, shipped_job):
