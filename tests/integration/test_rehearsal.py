@@ -111,15 +111,18 @@ def test_a_scheduled_sweep_scales_the_empty_gpu_pool_up_and_back_to_zero_and_its
 
 
 def test_a_spread_sharded_trial_gets_two_nodes(pool, shipped_job):
-    """Two DDP workers of 1 CPU each, spread: one added node (8 CPUs) could hold both, so the autoscaler adds two."""
+    """Two DDP workers of 1 CPU each, spread: one added node (8 CPUs) could hold both, so the autoscaler adds two.
+    Submitted with the raw `ray job submit`, as a Ray user would, running `tuner run` in the job."""
     from ray.util.state import list_actors
 
     empty(pool)
     spec = shipped_job("spread")
-    r = tuner("submit", str(spec), "--address", pool["dashboard"], "--wait", "--set", "search.num_trials=1",
-              "--set", "resources.workers_per_trial=2", "--set", "resources.strategy=ddp",
-              "--set", "resources.placement=spread")
-    assert r.returncode == 0 and ": SUCCEEDED" in r.stdout, r.stdout[-3000:] + r.stderr[-3000:]
+    r = subprocess.run([str(Path(sys.executable).parent / "ray"), "job", "submit", "--address", pool["dashboard"],
+                        "--working-dir", str(spec.parent), "--", "python", "-m", "tuner", "run", spec.name,
+                        "--set", "search.num_trials=1", "--set", "resources.workers_per_trial=2",
+                        "--set", "resources.strategy=ddp", "--set", "resources.placement=spread"],
+                       capture_output=True, text=True, timeout=300, env=cli_env())
+    assert r.returncode == 0 and "succeeded" in r.stdout, r.stdout[-3000:] + r.stderr[-3000:]
     (trial,) = (spec.parent.parent / "sweeps" / "spread").glob("trial_*")
     assert result_rows(trial)[-1]["world_size"] == 2
     ranks = list_actors(address=pool["dashboard"], filters=[("class_name", "=", "RayTrainWorker")], detail=True,
@@ -129,10 +132,11 @@ def test_a_spread_sharded_trial_gets_two_nodes(pool, shipped_job):
 
 
 def test_a_reclaimed_spot_node_is_replaced_and_costs_its_trial_at_most_a_checkpoint_interval(pool, shipped_job):
-    """Two trials, each on its own GPU node; the provider terminates one trial's node mid-trial (a spot reclaim). The
-    autoscaler adds a replacement, the trial resumes there from its last checkpoint (search.max_failures), and the
-    other trial, which goes on, is never run again. Each trial is held (SIGSTOP) from its second report, so neither can
-    finish first; the other stays held until the reclaimed one resumes, so its node cannot take the retry."""
+    """Two trials, each on its own GPU node; the provider kills one trial's node mid-trial (a spot reclaim: every
+    process on it SIGKILLed, as a lost machine). The autoscaler adds a replacement, the trial resumes there from its
+    last checkpoint (search.max_failures), and the other trial, which goes on, is never run again. Each trial is held
+    (SIGSTOP) from its second report, so neither can finish first; the other stays held until the reclaimed one
+    resumes, so its node cannot take the retry."""
     eval_every, max_steps = 10, 200
     empty(pool)
     spec = shipped_job("reclaim")

@@ -2,8 +2,10 @@
 the autoscaler's monitor process, on this machine), with each node in its own temp dir, as on its own machine, and
 spot reclaims: a file in the provider's ``reclaim_dir`` named after a node id (or ``any``) makes the provider
 terminate that node (or one worker node) the next time the autoscaler asks it for its nodes, as a cloud takes back a
-spot instance (``tuner cluster reclaim`` writes it). The provider lives in the monitor process: a file is how another
-process reaches it.
+spot instance (``tuner cluster reclaim`` writes it): at once, every process on it SIGKILLed, as when a machine is
+lost. Nothing on it stops cleanly or tells the head it goes; the head learns it from missed health checks. (A node
+the autoscaler scales down stops cleanly.) The provider lives in the monitor process: a file is how another process
+reaches it.
 
 Ray's provider starts every node in the head's session dir. Nodes sharing one unpack a job's working dir into the
 same place, and one node's runtime-env agent removes it under the others: a sweep submitted with ``tuner submit``
@@ -36,6 +38,10 @@ ANY = "any"
 
 
 class RehearsalNodeProvider(FakeMultiNodeProvider):
+    def __init__(self, provider_config: dict, cluster_name: str):
+        super().__init__(provider_config, cluster_name)
+        self._reclaimed: set[str] = set()
+
     def non_terminated_nodes(self, tag_filters: dict) -> list[str]:
         self._reclaim()
         return super().non_terminated_nodes(tag_filters)
@@ -49,6 +55,7 @@ class RehearsalNodeProvider(FakeMultiNodeProvider):
                 workers = [n for n, v in self._nodes.items() if v["tags"].get(TAG_RAY_NODE_KIND) == NODE_KIND_WORKER]
             for node_id in workers[:1] if name == ANY else [n for n in workers if n == name]:
                 print(f"reclaiming node {node_id}", flush=True)  # the monitor's log
+                self._reclaimed.add(node_id)
                 self.terminate_node(node_id)
             os.remove(os.path.join(folder, name))
 
@@ -76,6 +83,9 @@ class RehearsalNodeProvider(FakeMultiNodeProvider):
                                     "node": node, "temp_dir": temp_dir}  # type: ignore[dict-item]
 
     def _terminate_node(self, node: dict[str, Any]) -> None:
-        super()._terminate_node(node)
+        if node["tags"].get(TAG_RAY_NODE_NAME) in self._reclaimed:
+            node["node"].kill_all_processes(check_alive=False, allow_graceful=False)
+        else:  # scaled down: the node stops cleanly
+            super()._terminate_node(node)
         if node.get("temp_dir"):
             shutil.rmtree(node["temp_dir"], ignore_errors=True)

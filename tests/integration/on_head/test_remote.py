@@ -1,6 +1,6 @@
 """Sweeps submitted to a real local head (`ray start --head` on 127.0.0.1, token auth on) through the Jobs API:
 `tuner submit --wait`, `tuner jobs`, and the one-line connection/auth errors. (The raw `ray job submit` path is
-tests/integration/test_multinode.py's: its sweep goes to a multi-node cluster that way.)"""
+tests/integration/test_rehearsal.py's: its spread trial goes to the rehearsed pool that way.)"""
 
 from __future__ import annotations
 
