@@ -72,7 +72,7 @@ def cluster_rehearse(config: Annotated[Path, typer.Argument(help="A `ray up` clu
 def cluster_reclaim(node: Annotated[str | None, typer.Option("--node", help="The node id (default: any worker "
                                                                           "node).")] = None,
                     state_dir: StateOpt = None) -> None:
-    """Take a worker node of a rehearsal away, as a cloud reclaims a spot instance: its provider terminates it."""
+    """Take a worker node of a rehearsal away, as a cloud reclaims a spot instance: its provider kills it outright."""
     try:
         rehearsal.reclaim(node, state_dir=state_dir)
     except local_cluster.ClusterError as e:

@@ -135,8 +135,8 @@ def _publish(gcs: str, config: Path) -> None:
 
 
 def reclaim(node_id: str | None = None, *, state_dir: Path | None = None) -> None:
-    """Have the rehearsal's provider terminate a worker node (``node_id``, else any one) as a cloud reclaims a spot
-    instance: within one autoscaler update (5 s)."""
+    """Have the rehearsal's provider kill a worker node (``node_id``, else any one) outright, as a cloud reclaims a
+    spot instance: within one autoscaler update (5 s)."""
     from tuner.service.rehearsal_provider import ANY
 
     d = state_dir or local_cluster.default_state_dir()
