@@ -38,10 +38,6 @@ ANY = "any"
 
 
 class RehearsalNodeProvider(FakeMultiNodeProvider):
-    def __init__(self, provider_config: dict, cluster_name: str):
-        super().__init__(provider_config, cluster_name)
-        self._reclaimed: set[str] = set()
-
     def non_terminated_nodes(self, tag_filters: dict) -> list[str]:
         self._reclaim()
         return super().non_terminated_nodes(tag_filters)
@@ -55,7 +51,7 @@ class RehearsalNodeProvider(FakeMultiNodeProvider):
                 workers = [n for n, v in self._nodes.items() if v["tags"].get(TAG_RAY_NODE_KIND) == NODE_KIND_WORKER]
             for node_id in workers[:1] if name == ANY else [n for n in workers if n == name]:
                 print(f"reclaiming node {node_id}", flush=True)  # the monitor's log
-                self._reclaimed.add(node_id)
+                self._nodes[node_id]["reclaimed"] = True  # type: ignore[assignment]
                 self.terminate_node(node_id)
             os.remove(os.path.join(folder, name))
 
@@ -83,7 +79,7 @@ class RehearsalNodeProvider(FakeMultiNodeProvider):
                                     "node": node, "temp_dir": temp_dir}  # type: ignore[dict-item]
 
     def _terminate_node(self, node: dict[str, Any]) -> None:
-        if node["tags"].get(TAG_RAY_NODE_NAME) in self._reclaimed:
+        if node.get("reclaimed"):
             node["node"].kill_all_processes(check_alive=False, allow_graceful=False)
         else:  # scaled down: the node stops cleanly
             super()._terminate_node(node)
