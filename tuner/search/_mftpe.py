@@ -11,7 +11,10 @@
   those still running below it (a constant liar), so proposals made while others run keep away from them.
 - The densities are BOHB's multivariate kernel density estimates (``tuner.search._kde``) over the unit cube of
   ``tuner.search._space``: log ranges on a log scale, numeric choices as ordered grids. 64 candidates are drawn from
-  the good density l(x) with its bandwidths tripled; the one with the largest l(x) / g(x) wins.
+  the good density l(x), with its bandwidths tripled (BOHB's exploration) until the model is on full-length results
+  and as they are from then on (TPE's own draw: the hedge pool below explores by then); the one with the largest
+  l(x) / g(x) wins. The wide draw refines slowly: BOHB's good set of at least d + 1 of the ~20-30 full-length
+  results a sweep's cuts leave spans much of the space, and tripling its bandwidths spans most of the rest.
 - A third of the proposals are drawn uniformly instead, as a hedge against a misleading model (BOHB's default). Once
   the model is on full-length results, those random trials form the hedge pool (``tuner._util.rungs.HEDGE_TRIALS``):
   rung-asha judges them among themselves below its last cut. A model misled by configs that start fast would
@@ -39,7 +42,8 @@ from tuner.search._kde import Parzen
 from tuner.search._space import Param, param_of, uniform
 
 # BOHB's defaults (Falkner et al. 2018): the good set is the best 15% (at least d + 1), a third of the proposals are
-# random, and the best of 64 candidates drawn from the good density with its bandwidths tripled wins.
+# random, and the best of 64 candidates drawn from the good density with its bandwidths tripled wins (tripled only
+# below the top rung here).
 GOOD_FRACTION = 0.15
 RANDOM_FRACTION = 1 / 3
 CANDIDATES = 64
@@ -149,7 +153,8 @@ class MultiFidelityTPE(Searcher):
         good = np.array([self.configs[t] for t, _ in ranked[:n_good]])
         bad = np.array([self.configs[t] for t, _ in ranked[n_good:]] + [self.configs[t] for t in pending + cut])
         below, above = Parzen(self.params, good), Parzen(self.params, bad)
-        candidates = below.sample(self.rng, CANDIDATES, widen=BANDWIDTH_FACTOR)
+        widen = 1.0 if rung == self.records.top else BANDWIDTH_FACTOR
+        candidates = below.sample(self.rng, CANDIDATES, widen=widen)
         return candidates[int(np.argmax(below.log_pdf(candidates) - above.log_pdf(candidates)))], False
 
     def _decode(self, x: np.ndarray) -> dict:

@@ -1,5 +1,6 @@
 """mftpe, the default searcher: observations per rung (a stopped trial is never a final result), BOHB's rule for the
-rung it models on, log scales and ordinal choices, the constant liar, and a warm start that replays rungs."""
+rung it models on, log scales and ordinal choices, the constant liar, a warm start that replays rungs, the hedge pool,
+and candidates drawn wide only until the model is on full-length results."""
 
 from __future__ import annotations
 
@@ -114,3 +115,22 @@ def test_random_proposals_join_the_hedge_pool_only_while_the_model_is_on_full_le
     restored = searcher()
     restored.restore(str(tmp_path / "mftpe.pkl"))
     assert restored.hedge == {"h1"} and "h1" in HEDGE_TRIALS
+
+
+def test_candidates_come_from_the_widened_good_density_below_the_top_rung_and_from_it_as_it_is_there(monkeypatch):
+    from tuner.search import _mftpe
+
+    widths = []
+    sample = _mftpe.Parzen.sample
+    monkeypatch.setattr(_mftpe.Parzen, "sample",
+                        lambda self, rng, count, widen=1.0: widths.append(widen) or sample(self, rng, count, widen))
+    s = searcher()
+    s.random_fraction = 0.0  # every proposal from the model
+    for i in range(8):
+        s.configs[f"x{i}"] = np.full(3, i / 8)
+        s.on_trial_result(f"x{i}", {"t": 1, "loss": float(i)})
+    s.suggest("low")
+    for i in range(8):
+        s.on_trial_result(f"x{i}", {"t": 9, "loss": float(i)})
+    s.suggest("top")
+    assert widths == [_mftpe.BANDWIDTH_FACTOR, 1.0]
