@@ -13,8 +13,8 @@
   ``tuner.search._space``: log ranges on a log scale, numeric choices as ordered grids. 64 candidates are drawn from
   the good density l(x), with its bandwidths tripled (BOHB's exploration) until the model is on full-length results
   and as they are from then on (TPE's own draw: the hedge pool below explores by then); the one with the largest
-  l(x) / g(x) wins. The wide draw refines slowly: BOHB's good set of at least d + 1 of the ~20-30 full-length
-  results a sweep's cuts leave spans much of the space, and tripling its bandwidths spans most of the rest.
+  l(x) / g(x) wins. The wide draw refines slowly: BOHB's good set, at least d + 1 of the few dozen full-length
+  results a sweep's cuts leave, spans much of the space, and tripling its bandwidths spans most of the rest.
 - A third of the proposals are drawn uniformly instead, as a hedge against a misleading model (BOHB's default). Once
   the model is on full-length results, those random trials form the hedge pool (``tuner._util.rungs.HEDGE_TRIALS``):
   rung-asha judges them among themselves below its last cut. A model misled by configs that start fast would
