@@ -199,11 +199,11 @@ def lm_tab(path: Path = LM_TAB, neighbours: int = 1) -> Task:
     eval_tokens = table["eval_tokens_per_report"]
 
     def loss(config: dict[str, Any], t: float, index: int) -> float:
-        distance = np.sqrt(((cube - _unit(space, config)) ** 2).sum(axis=1))
+        squared = ((cube - _unit(space, config)) ** 2).sum(axis=1)
         if neighbours == 1:
-            return float(curves[int(np.argmin(distance)), index])
-        near = np.argsort(distance)[:neighbours]
-        weights = 1.0 / np.maximum(distance[near], 1e-6) ** 2
+            return float(curves[int(np.argmin(squared)), index])
+        near = np.argsort(squared)[:neighbours]
+        weights = 1.0 / np.maximum(squared[near], 1e-12)  # inverse squared distance
         return float((weights * curves[near, index]).sum() / weights.sum())
 
     def cost(config: dict[str, Any], t0: float, t1: float) -> float:
