@@ -94,19 +94,23 @@ def test_warm_start_replays_each_past_trials_rungs():
     assert not s.live
 
 
+def eight_trials_at(s: MultiFidelityTPE, t: float) -> None:
+    """Eight trials x0..x7 of spread configs report losses 0..7 at fidelity ``t``."""
+    for i in range(8):
+        s.configs.setdefault(f"x{i}", np.full(3, i / 8))
+        s.on_trial_result(f"x{i}", {"t": t, "loss": float(i)})
+
+
 def test_random_proposals_join_the_hedge_pool_only_while_the_model_is_on_full_length_results(tmp_path):
     from tuner._util.rungs import HEDGE_TRIALS
 
     s = searcher()
     s.random_fraction = 1.0  # every proposal at random, to see which ones join the pool
     s.suggest("early")  # no model yet
-    for i in range(8):
-        s.configs[f"x{i}"] = np.full(3, i / 8)
-        s.on_trial_result(f"x{i}", {"t": 1, "loss": float(i)})
+    eight_trials_at(s, 1)
     assert s.model_rung() == 0
     s.suggest("low")  # modelling on the first rung: the sweep's low rungs are not yet judged by the full trial
-    for i in range(8):
-        s.on_trial_result(f"x{i}", {"t": 9, "loss": float(i)})
+    eight_trials_at(s, 9)
     assert s.model_rung() == 2
     s.suggest("h1")
     assert s.hedge == {"h1"} and "h1" in HEDGE_TRIALS and not {"early", "low"} & HEDGE_TRIALS
@@ -126,11 +130,8 @@ def test_candidates_come_from_the_widened_good_density_below_the_top_rung_and_fr
                         lambda self, rng, count, widen=1.0: widths.append(widen) or sample(self, rng, count, widen))
     s = searcher()
     s.random_fraction = 0.0  # every proposal from the model
-    for i in range(8):
-        s.configs[f"x{i}"] = np.full(3, i / 8)
-        s.on_trial_result(f"x{i}", {"t": 1, "loss": float(i)})
+    eight_trials_at(s, 1)
     s.suggest("low")
-    for i in range(8):
-        s.on_trial_result(f"x{i}", {"t": 9, "loss": float(i)})
+    eight_trials_at(s, 9)
     s.suggest("top")
     assert widths == [_mftpe.BANDWIDTH_FACTOR, 1.0]
