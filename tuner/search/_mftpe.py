@@ -4,23 +4,25 @@
 - It learns from every rung, not from final results only: each report at or past a rung milestone is the trial's
   observation at that rung (``tuner._util.rungs.RungRecords``), and a trial a scheduler stopped early is an
   observation at the rungs it reached, never a final result.
-- It models on the highest rung with enough observations (BOHB's rule: a "good" set of the best max(d + 1, 15%) of
-  the rung and a "bad" set of the rest both hold more than d points) whose ranking the sweep's own trials have not
-  shown to mispredict a higher rung's. Two more kinds of trial join the bad set: those a scheduler stopped below the
-  rung (they were ranked under the ones that went on, as Optuna's TPE ranks pruned trials below completed ones), and
-  those still running below it (a constant liar), so proposals made while others run keep away from them.
+- Until BOHB's model can run on full-length results, it models across rungs, as Optuna's TPE ranks pruned trials:
+  after 10 random trials (Optuna's and HyperOpt's startup), every finished trial is ranked by the highest rung it
+  reached, then by its value there, and the best ceil(sqrt(n) / 4) of the n (HyperOpt's TPE's good set) make the
+  good density; the rest, and the trials still running (a constant liar, so concurrent proposals differ), the bad
+  one. A trial whose rung has been shown not to predict a higher rung's is never "good" on its value there. A small
+  good set drawn from how far trials got finds the good region fast; BOHB's per-rung model with a third of its
+  proposals random, which ran here before, was slower to it on most LCBench tasks (bench/README.md, "A model across
+  rungs until the top rung has one").
+- On full-length results it is BOHB's model (Falkner et al. 2018): once a "good" set of the best max(d + 1, 15%) of
+  the full-length trials and a "bad" set of the rest both hold more than d points, it models on that rung alone.
+  Trials a scheduler stopped below it (ranked under the ones that went on) and those still running (the liar) join
+  the bad set.
 - The densities are BOHB's multivariate kernel density estimates (``tuner.search._kde``) over the unit cube of
   ``tuner.search._space``: log ranges on a log scale, numeric choices as ordered grids. 64 candidates are drawn from
-  the good density l(x), with its bandwidths tripled (BOHB's exploration) until the model is on full-length results
-  and as they are from then on (TPE's own draw: the hedge pool below explores by then); the one with the largest
-  l(x) / g(x) wins. The wide draw refines slowly: BOHB's good set, at least d + 1 of the few dozen full-length
-  results a sweep's cuts leave, spans much of the space, and tripling its bandwidths spans most of the rest.
-- A third of the proposals are drawn uniformly instead, as a hedge against a misleading model (BOHB's default). Once
-  the model is on full-length results, those random trials form the hedge pool (``tuner._util.rungs.HEDGE_TRIALS``):
-  rung-asha judges them among themselves below its last cut. A model misled by configs that start fast would
-  otherwise fill the low rungs with them, and the random configs that lead only late would be cut there as well; the
-  pool is left out before, where the sweep is still mostly random and its compute buys the model's first full-length
-  results.
+  the good density l(x); the one with the largest l(x) / g(x) wins.
+- On full-length results a third of the proposals are drawn uniformly instead, as a hedge against a misleading model
+  (BOHB's default); those random trials form the hedge pool (``tuner._util.rungs.HEDGE_TRIALS``): rung-asha judges
+  them among themselves below its last cut. A model misled by configs that start fast would otherwise fill the low
+  rungs with them, and the random configs that lead only late would be cut there as well.
 - Seeded; its whole state pickles, so ``tuner resume`` continues with the same model and random stream.
 """
 
@@ -41,13 +43,15 @@ from tuner.search import initial_points
 from tuner.search._kde import Parzen
 from tuner.search._space import Param, param_of, uniform
 
-# BOHB's defaults (Falkner et al. 2018): the good set is the best 15% (at least d + 1), a third of the proposals are
-# random, and the best of 64 candidates drawn from the good density with its bandwidths tripled wins (tripled only
-# below the top rung here).
+# BOHB's defaults (Falkner et al. 2018) on full-length results: the good set is the best 15% (at least d + 1), a
+# third of the proposals are random, and the best of 64 candidates drawn from the good density wins.
 GOOD_FRACTION = 0.15
 RANDOM_FRACTION = 1 / 3
 CANDIDATES = 64
-BANDWIDTH_FACTOR = 3.0
+# Across rungs: random trials before the first model (Optuna's and HyperOpt's startup), and HyperOpt's TPE's good
+# set, ceil(GAMMA sqrt(n)) of n trials.
+STARTUP_TRIALS = 10
+GAMMA = 0.25
 
 
 class MultiFidelityTPE(Searcher):
@@ -142,20 +146,36 @@ class MultiFidelityTPE(Searcher):
 
     def _propose(self) -> tuple[np.ndarray, bool]:
         """A config, and whether it joins the hedge pool."""
-        rung = self.model_rung()
-        if rung is None or self.rng.random() < self.random_fraction:
-            return uniform(self.params, self.rng), rung == self.records.top
-        ranked = sorted(self.records.values[rung].items(), key=lambda item: item[1])
+        top = self.records.top
+        if self.model_rung() != top:
+            return self._propose_across_rungs(), False
+        if self.rng.random() < self.random_fraction:
+            return uniform(self.params, self.rng), True
+        ranked = sorted(self.records.values[top].items(), key=lambda item: item[1])
         n_good = self._good_count(len(ranked))
-        pending = [t for t in self.live if self.records.rung_reached(t) < rung]  # the constant liar
+        pending = [t for t in self.live if self.records.rung_reached(t) < top]  # the constant liar
         # Trials stopped below the rung were ranked under the ones that went on: bad here too.
-        cut = [t for t in self.configs if t not in self.live and 0 <= self.records.rung_reached(t) < rung]
-        good = np.array([self.configs[t] for t, _ in ranked[:n_good]])
-        bad = np.array([self.configs[t] for t, _ in ranked[n_good:]] + [self.configs[t] for t in pending + cut])
-        below, above = Parzen(self.params, good), Parzen(self.params, bad)
-        widen = 1.0 if rung == self.records.top else BANDWIDTH_FACTOR
-        candidates = below.sample(self.rng, CANDIDATES, widen=widen)
-        return candidates[int(np.argmax(below.log_pdf(candidates) - above.log_pdf(candidates)))], False
+        cut = [t for t in self.configs if t not in self.live and 0 <= self.records.rung_reached(t) < top]
+        good, bad = [t for t, _ in ranked[:n_good]], [t for t, _ in ranked[n_good:]]
+        return self._best_candidate(good, bad + pending + cut), False
+
+    def _propose_across_rungs(self) -> np.ndarray:
+        done = [t for t in self.configs if t not in self.live and self.records.rung_reached(t) >= 0]
+        if len(self.configs) < STARTUP_TRIALS or len(done) < 2:
+            return uniform(self.params, self.rng)
+        reached = {t: self.records.rung_reached(t) for t in done}
+        ranked = sorted(done, key=lambda t: (-reached[t], self.records.values[reached[t]][t]))
+        n_good = math.ceil(GAMMA * math.sqrt(len(ranked)))
+        good = [t for t in ranked if self.records.reliable(reached[t])][:n_good]
+        if not good:
+            return uniform(self.params, self.rng)
+        return self._best_candidate(good, [t for t in ranked if t not in good] + sorted(self.live))
+
+    def _best_candidate(self, good: list[str], bad: list[str]) -> np.ndarray:
+        below = Parzen(self.params, np.array([self.configs[t] for t in good]))
+        above = Parzen(self.params, np.array([self.configs[t] for t in bad]))
+        candidates = below.sample(self.rng, CANDIDATES)
+        return candidates[int(np.argmax(below.log_pdf(candidates) - above.log_pdf(candidates)))]
 
     def _decode(self, x: np.ndarray) -> dict:
         out: dict = {}

@@ -1,6 +1,6 @@
 """mftpe, the default searcher: observations per rung (a stopped trial is never a final result), BOHB's rule for the
-rung it models on, log scales and ordinal choices, the constant liar, a warm start that replays rungs, the hedge pool,
-and candidates drawn wide only until the model is on full-length results."""
+rung it models on full-length results, the model across rungs below it, log scales and ordinal choices, the constant
+liar, a warm start that replays rungs and the hedge pool."""
 
 from __future__ import annotations
 
@@ -121,17 +121,56 @@ def test_random_proposals_join_the_hedge_pool_only_while_the_model_is_on_full_le
     assert restored.hedge == {"h1"} and "h1" in HEDGE_TRIALS
 
 
-def test_candidates_come_from_the_widened_good_density_below_the_top_rung_and_from_it_as_it_is_there(monkeypatch):
-    from tuner.search import _mftpe
-
-    widths = []
-    sample = _mftpe.Parzen.sample
-    monkeypatch.setattr(_mftpe.Parzen, "sample",
-                        lambda self, rng, count, widen=1.0: widths.append(widen) or sample(self, rng, count, widen))
+def test_below_the_top_rung_it_models_across_rungs_ranking_trials_by_how_far_they_got(monkeypatch):
     s = searcher()
-    s.random_fraction = 0.0  # every proposal from the model
-    eight_trials_at(s, 1)
-    s.suggest("low")
+    s.random_fraction = 0.0
+    sets = []
+    monkeypatch.setattr(s, "_best_candidate", lambda good, bad: sets.append((good, bad)) or np.full(3, 0.5))
+    s.suggest("first")  # fewer than STARTUP_TRIALS trials so far: at random
+    assert not sets
+    for i in range(12):  # stopped at the first rung, the best of them with loss 0
+        s.configs[f"low{i}"] = np.full(3, i / 12)
+        s.on_trial_complete(f"low{i}", {"t": 1, "loss": float(i)})
+    for i in range(3):  # went on to the second rung, with worse losses than low0
+        s.configs[f"mid{i}"] = np.full(3, 0.9)
+        s.on_trial_result(f"mid{i}", {"t": 1, "loss": 5.0})
+        s.on_trial_complete(f"mid{i}", {"t": 3, "loss": 10.0 + i})
+    s.live.add("first")
+    s.suggest("next")
+    good, bad = sets[-1]
+    assert good == ["mid0"]  # ceil(sqrt(15) / 4) = 1: the best of those that got furthest, not low0
+    assert sorted(bad) == sorted([f"low{i}" for i in range(12)] + ["mid1", "mid2", "first"])  # "first" runs: the liar
+
+
+def test_a_trial_is_never_good_on_its_value_at_a_rung_whose_ranking_mispredicts(monkeypatch):
+    s = searcher()
+    sets = []
+    monkeypatch.setattr(s, "_best_candidate", lambda good, bad: sets.append((good, bad)) or np.full(3, 0.5))
+    for i in range(7):  # the first rung's ranking is the reverse of the second's
+        s.configs[f"x{i}"] = np.full(3, i / 8)
+        s.on_trial_result(f"x{i}", {"t": 1, "loss": float(i)})
+        s.on_trial_complete(f"x{i}", {"t": 3, "loss": float(-i)})
+    for i in range(800):  # a large sweep: its good set, ceil(sqrt(807) / 4) = 8, reaches below the second rung
+        s.configs[f"y{i}"] = np.full(3, 0.5)
+        s.on_trial_complete(f"y{i}", {"t": 1, "loss": -100.0})
+    assert not s.records.reliable(0)
+    s.suggest("next")
+    good, _ = sets[-1]
+    assert good == [f"x{i}" for i in range(6, -1, -1)]  # no y: their first-rung values say nothing
+
+
+def test_on_full_length_results_it_is_bohbs_model_with_the_liar_and_the_cut_trials_as_bad(monkeypatch):
+    s = searcher()
+    s.random_fraction = 0.0
+    sets = []
+    monkeypatch.setattr(s, "_best_candidate", lambda good, bad: sets.append((good, bad)) or np.full(3, 0.5))
     eight_trials_at(s, 9)
-    s.suggest("top")
-    assert widths == [_mftpe.BANDWIDTH_FACTOR, 1.0]
+    s.configs["cut"] = np.full(3, 0.2)
+    s.on_trial_complete("cut", {"t": 1, "loss": -1.0})
+    s.live.add("running")
+    s.configs["running"] = np.full(3, 0.3)
+    assert s.model_rung() == 2
+    s.suggest("next")
+    good, bad = sets[-1]
+    assert good == [f"x{i}" for i in range(4)]  # max(d + 1, 15%) of 8
+    assert bad == [f"x{i}" for i in range(4, 8)] + ["running", "cut"]
