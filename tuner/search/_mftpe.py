@@ -166,7 +166,8 @@ class MultiFidelityTPE(Searcher):
         reached = {t: self.records.rung_reached(t) for t in done}
         ranked = sorted(done, key=lambda t: (-reached[t], self.records.values[reached[t]][t]))
         n_good = math.ceil(GAMMA * math.sqrt(len(ranked)))
-        good = [t for t in ranked if self.records.reliable(reached[t])][:n_good]
+        trusted = {k: self.records.reliable(k) for k in set(reached.values())}
+        good = [t for t in ranked if trusted[reached[t]]][:n_good]
         if not good:
             return uniform(self.params, self.rng)
         return self._best_candidate(good, [t for t in ranked if t not in good] + sorted(self.live))
