@@ -160,11 +160,11 @@ class MultiFidelityTPE(Searcher):
         return self._best_candidate(good, bad + pending + cut), False
 
     def _propose_across_rungs(self) -> np.ndarray:
-        done = [t for t in self.configs if t not in self.live and self.records.rung_reached(t) >= 0]
-        if len(self.configs) < STARTUP_TRIALS or len(done) < 2:
+        finished = ((t, self.records.rung_reached(t)) for t in self.configs if t not in self.live)
+        reached = {t: k for t, k in finished if k >= 0}  # finished trials with a value, and their highest rung
+        if len(self.configs) < STARTUP_TRIALS or len(reached) < 2:
             return uniform(self.params, self.rng)
-        reached = {t: self.records.rung_reached(t) for t in done}
-        ranked = sorted(done, key=lambda t: (-reached[t], self.records.values[reached[t]][t]))
+        ranked = sorted(reached, key=lambda t: (-reached[t], self.records.values[reached[t]][t]))
         n_good = math.ceil(GAMMA * math.sqrt(len(ranked)))
         trusted = {k: self.records.reliable(k) for k in set(reached.values())}
         good = [t for t in ranked if trusted[reached[t]]][:n_good]
