@@ -217,7 +217,9 @@ def record_result(engine: Engine, sweep_id: int, trial_id: str, metrics: dict[st
 def finish_sweep(engine: Engine, sweep_id: int, status: str, *, best: dict[str, Any] | None = None,
                  trials: Iterable[dict[str, Any]] = ()) -> None:
     """Mark the sweep ended (``status`` finished, interrupted or failed) with its best trial, and bring each trial's
-    row in line with the final summary (summary.json's trials: state, value, checkpoint, error)."""
+    row in line with the final summary (summary.json's trials: state, value, checkpoint, error). A trial the summary
+    does not name that is still marked running ends stopped: one that started after Tune's last saved state when the
+    driver died was replaced on resume, and its reported rows stay."""
     if status not in SWEEP_STATES[1:]:
         raise ValueError(f"sweep status {status!r}: expected one of {', '.join(SWEEP_STATES[1:])}")
     with Session(engine) as s:
@@ -230,6 +232,8 @@ def finish_sweep(engine: Engine, sweep_id: int, status: str, *, best: dict[str, 
                 if t.get(field) is not None:
                     setattr(trial, field, jsonable(t[field]))
             trial.updated_at = now()
+        for trial in s.scalars(select(Trial).where(Trial.sweep_id == sweep_id, Trial.status == "running")):
+            trial.status, trial.updated_at = "stopped", now()
         sweep.status, sweep.finished_at = status, now()
         if best:
             sweep.best_trial_id, sweep.best_value = str(best["trial_id"]), best.get("value")

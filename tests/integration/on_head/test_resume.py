@@ -106,10 +106,11 @@ def test_resume_after_the_driver_is_killed(ray_head, tiny_raw, tmp_path):
     with sqlite3.connect(db) as c:
         stored = c.execute("select count(*) from results").fetchone()[0]
         status = c.execute("select status from sweeps where name = 'killed'").fetchone()[0]
+        running = c.execute("select count(*) from trials where status = 'running'").fetchone()[0]
     # One row per (trial, iteration): a replayed iteration replaces its (identical) row. A replaced trial's rows stay,
     # as on disk: nothing it reported is dropped.
     assert stored == sum(len({x["training_iteration"] for x in rows}) for rows in on_disk.values())
-    assert status == "finished"
+    assert status == "finished" and running == 0  # a replaced trial ends stopped, not running forever
     print(f"driver killed with {len(finished_before)} finished and {len(before) - len(finished_before)} unfinished "
           f"trials, {sum(map(len, before.values()))} rows; after resume ({time.monotonic() - started:.0f} s): "
           f"{sum(map(len, after.values()))} rows, {rerun} re-runs, "

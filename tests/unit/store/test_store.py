@@ -85,6 +85,21 @@ def test_round_trip(tmp_path, store_url):
         store.record_trial(engine, sid, "a", status="done")
 
 
+def test_a_trial_the_summary_does_not_name_ends_stopped_with_its_rows(tmp_path, store_url):
+    """tuner resume replaces a trial that started after Tune's last saved state; the store keeps what it reported,
+    but a finished sweep shows nothing running."""
+    engine = store.open_store(store_url, tmp_path)
+    sid = _sweep(engine)
+    for trial in ("a", "lost"):
+        store.record_trial(engine, sid, trial, config={}, status="running")
+        store.record_result(engine, sid, trial, _row(1, 3.0))
+    store.finish_sweep(engine, sid, "finished", trials=[{"trial_id": "a", "state": "completed", "value": 3.0}])
+    board = store.sweep_leaderboard(engine, "s")
+    assert {t["trial_id"]: t["state"] for t in board["leaderboard"]} == {"a": "completed", "lost": "stopped"}
+    assert store.list_sweeps(engine)[0]["running"] == 0
+    assert len(store.trial_results(engine, "s", "lost")) == 1
+
+
 def test_one_row_per_trial_and_iteration(tmp_path, store_url):
     engine = store.open_store(store_url, tmp_path)
     sid = _sweep(engine)
