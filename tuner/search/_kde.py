@@ -60,8 +60,8 @@ class Parzen:
         z = (x - mu) / sigma
         return -0.5 * z ** 2 - np.log(sigma * math.sqrt(2 * math.pi) * inside)
 
-    def sample(self, rng: np.random.Generator, count: int) -> np.ndarray:
-        """``count`` points, each from one kernel in all its dimensions."""
+    def sample(self, rng: np.random.Generator, count: int, widen: float = 1.0) -> np.ndarray:
+        """``count`` points, each from one kernel (its bandwidths times ``widen``) in all its dimensions."""
         comp = rng.integers(0, len(self.means[0]), size=count)
         out = np.empty((count, len(self.params)))
         for j, p in enumerate(self.params):
@@ -70,7 +70,7 @@ class Parzen:
                 own = rng.random(count) < CATEGORY_KERNEL_MASS
                 out[:, j] = np.where(own, mu, rng.integers(0, len(p.grid), size=count))
                 continue
-            sigma = self.sigma[j]
+            sigma = min(self.sigma[j] * widen, 1.0)
             lo, hi = ndtr(-mu / sigma), ndtr((1 - mu) / sigma)  # inverse-CDF sampling of the truncated normal
             u = lo + rng.random(count) * (hi - lo)
             v = np.clip(mu + sigma * ndtri(np.clip(u, 1e-12, 1 - 1e-12)), 0.0, 1.0)

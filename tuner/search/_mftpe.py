@@ -11,7 +11,8 @@
   one. A trial whose rung has been shown not to predict a higher rung's is never "good" on its value there. A small
   good set drawn from how far trials got finds the good region fast; BOHB's per-rung model with a third of its
   proposals random, which ran here before, was slower to it on most LCBench tasks (bench/README.md, "A model across
-  rungs until the top rung has one").
+  rungs until the top rung has one"). The candidates are drawn with BOHB's bandwidth factor (3): a good set of a
+  few trials, drawn as it is, stays in the first basin it found.
 - On full-length results it is BOHB's model (Falkner et al. 2018): once a "good" set of the best max(d + 1, 15%) of
   the full-length trials and a "bad" set of the rest both hold more than d points, it models on that rung alone.
   Trials a scheduler stopped below it (ranked under the ones that went on) and those still running (the liar) join
@@ -49,9 +50,11 @@ GOOD_FRACTION = 0.15
 RANDOM_FRACTION = 1 / 3
 CANDIDATES = 64
 # Across rungs: random trials before the first model (Optuna's and HyperOpt's startup), and HyperOpt's TPE's good
-# set, ceil(GAMMA sqrt(n)) of n trials.
+# set, ceil(GAMMA sqrt(n)) of n trials; its candidates are drawn with BOHB's bandwidth factor: each kernel's
+# bandwidths times BANDWIDTH_FACTOR (the ratio l(x) / g(x) that picks among them is unwidened).
 STARTUP_TRIALS = 10
 GAMMA = 0.25
+BANDWIDTH_FACTOR = 3.0
 
 
 class MultiFidelityTPE(Searcher):
@@ -170,12 +173,12 @@ class MultiFidelityTPE(Searcher):
         good = [t for t in ranked if trusted[reached[t]]][:n_good]
         if not good:
             return uniform(self.params, self.rng)
-        return self._best_candidate(good, [t for t in ranked if t not in good] + sorted(self.live))
+        return self._best_candidate(good, [t for t in ranked if t not in good] + sorted(self.live), BANDWIDTH_FACTOR)
 
-    def _best_candidate(self, good: list[str], bad: list[str]) -> np.ndarray:
+    def _best_candidate(self, good: list[str], bad: list[str], widen: float = 1.0) -> np.ndarray:
         below = Parzen(self.params, np.array([self.configs[t] for t in good]))
         above = Parzen(self.params, np.array([self.configs[t] for t in bad]))
-        candidates = below.sample(self.rng, CANDIDATES)
+        candidates = below.sample(self.rng, CANDIDATES, widen)
         return candidates[int(np.argmax(below.log_pdf(candidates) - above.log_pdf(candidates)))]
 
     def _decode(self, x: np.ndarray) -> dict:

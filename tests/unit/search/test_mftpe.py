@@ -9,7 +9,7 @@ import math
 import numpy as np
 from ray import tune
 
-from tuner.search._mftpe import MultiFidelityTPE
+from tuner.search._mftpe import BANDWIDTH_FACTOR, MultiFidelityTPE
 from tuner.search._space import param_of
 from tuner.search.warm import WarmStarted
 
@@ -121,11 +121,16 @@ def test_random_proposals_join_the_hedge_pool_only_while_the_model_is_on_full_le
     assert restored.hedge == {"h1"} and "h1" in HEDGE_TRIALS
 
 
+def recorder(sets: list) -> object:
+    """A stand-in for _best_candidate that records its good set, bad set and bandwidth factor."""
+    return lambda good, bad, widen=1.0: sets.append((good, bad, widen)) or np.full(3, 0.5)
+
+
 def test_below_the_top_rung_it_models_across_rungs_ranking_trials_by_how_far_they_got(monkeypatch):
     s = searcher()
     s.random_fraction = 0.0
     sets = []
-    monkeypatch.setattr(s, "_best_candidate", lambda good, bad: sets.append((good, bad)) or np.full(3, 0.5))
+    monkeypatch.setattr(s, "_best_candidate", recorder(sets))
     s.suggest("first")  # fewer than STARTUP_TRIALS trials so far: at random
     assert not sets
     for i in range(12):  # stopped at the first rung, the best of them with loss 0
@@ -137,7 +142,8 @@ def test_below_the_top_rung_it_models_across_rungs_ranking_trials_by_how_far_the
         s.on_trial_complete(f"mid{i}", {"t": 3, "loss": 10.0 + i})
     s.live.add("first")
     s.suggest("next")
-    good, bad = sets[-1]
+    good, bad, widen = sets[-1]
+    assert widen == BANDWIDTH_FACTOR > 1  # BOHB's wider draw around a good set of a few trials
     assert good == ["mid0"]  # ceil(sqrt(15) / 4) = 1: the best of those that got furthest, not low0
     assert sorted(bad) == sorted([f"low{i}" for i in range(12)] + ["mid1", "mid2", "first"])  # "first" runs: the liar
 
@@ -145,7 +151,7 @@ def test_below_the_top_rung_it_models_across_rungs_ranking_trials_by_how_far_the
 def test_a_trial_is_never_good_on_its_value_at_a_rung_whose_ranking_mispredicts(monkeypatch):
     s = searcher()
     sets = []
-    monkeypatch.setattr(s, "_best_candidate", lambda good, bad: sets.append((good, bad)) or np.full(3, 0.5))
+    monkeypatch.setattr(s, "_best_candidate", recorder(sets))
     for i in range(7):  # the first rung's ranking is the reverse of the second's
         s.configs[f"x{i}"] = np.full(3, i / 8)
         s.on_trial_result(f"x{i}", {"t": 1, "loss": float(i)})
@@ -155,7 +161,7 @@ def test_a_trial_is_never_good_on_its_value_at_a_rung_whose_ranking_mispredicts(
         s.on_trial_complete(f"y{i}", {"t": 1, "loss": -100.0})
     assert not s.records.reliable(0)
     s.suggest("next")
-    good, _ = sets[-1]
+    good, _, _ = sets[-1]
     assert good == [f"x{i}" for i in range(6, -1, -1)]  # no y: their first-rung values say nothing
 
 
@@ -163,7 +169,7 @@ def test_on_full_length_results_it_is_bohbs_model_with_the_liar_and_the_cut_tria
     s = searcher()
     s.random_fraction = 0.0
     sets = []
-    monkeypatch.setattr(s, "_best_candidate", lambda good, bad: sets.append((good, bad)) or np.full(3, 0.5))
+    monkeypatch.setattr(s, "_best_candidate", recorder(sets))
     eight_trials_at(s, 9)
     s.configs["cut"] = np.full(3, 0.2)
     s.on_trial_complete("cut", {"t": 1, "loss": -1.0})
@@ -171,6 +177,7 @@ def test_on_full_length_results_it_is_bohbs_model_with_the_liar_and_the_cut_tria
     s.configs["running"] = np.full(3, 0.3)
     assert s.model_rung() == 2
     s.suggest("next")
-    good, bad = sets[-1]
+    good, bad, widen = sets[-1]
+    assert widen == 1.0  # drawn as it is on full-length results
     assert good == [f"x{i}" for i in range(4)]  # max(d + 1, 15%) of 8
     assert bad == [f"x{i}" for i in range(4, 8)] + ["running", "cut"]
