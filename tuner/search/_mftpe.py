@@ -24,12 +24,20 @@
   (BOHB's default); those random trials form the hedge pool (``tuner._util.rungs.HEDGE_TRIALS``): rung-asha judges
   them among themselves below its last cut. A model misled by configs that start fast would otherwise fill the low
   rungs with them, and the random configs that lead only late would be cut there as well.
+- On a space whose every dimension takes only some values (choices, integer or quantized ranges) a config it has
+  already run (or is running) is never proposed again while an untried one is left: the trial is seeded, so a rerun
+  repeats its curve and teaches nothing, and TPE's good density, once it sits on the best config, would propose
+  that config ever after. Once every config of a finite space (``tuner.spec.space.space_size``: choices and integer
+  ranges of at most 64) has run, it ends the sweep (Ray Tune's ``Searcher.FINISHED``), however many trials
+  ``search.num_trials`` allowed.
 - Seeded; its whole state pickles, so ``tuner resume`` continues with the same model and random stream.
 """
 
 from __future__ import annotations
 
 import copy
+import itertools
+import logging
 import math
 import pickle
 from typing import Any
@@ -55,22 +63,30 @@ CANDIDATES = 64
 STARTUP_TRIALS = 10
 GAMMA = 0.25
 BANDWIDTH_FACTOR = 3.0
+# Uniform draws tried for a config not yet run; then a finite space of at most LISTED_CONFIGS configs is listed to
+# find one (a space nearly exhausted), and a larger one proposes a config again.
+UNTRIED_DRAWS = 256
+LISTED_CONFIGS = 100_000
+
+log = logging.getLogger(__name__)
 
 
 class MultiFidelityTPE(Searcher):
     def __init__(self, *, time_attr: str, levels: tuple[float, ...], stops_early: bool, seed: int = 0,
                  points_to_evaluate: list[dict] | None = None, random_fraction: float = RANDOM_FRACTION,
-                 metric: str | None = None, mode: str | None = None):
+                 space_size: int | None = None, metric: str | None = None, mode: str | None = None):
         super().__init__(metric=metric, mode=mode)
         self.time_attr, self.stops_early = time_attr, stops_early
         self.records = RungRecords(levels)
         self.random_fraction = random_fraction
+        self.space_size = space_size  # the configs of a finite space (tuner.spec.space.space_size): then it ends
         self.rng = np.random.default_rng(seed)
         self.points = list(points_to_evaluate or [])
         self.params: list[Param] = []
         self.configs: dict[str, np.ndarray] = {}  # trial id -> its encoded config
         self.live: set[str] = set()  # suggested, not yet complete
         self.hedge: set[str] = set()  # proposed at random while the model was on the top rung
+        self.tried: set[str] = set()  # the configs run or running, where a config can come up twice (_key)
 
     # --- Ray Tune's Searcher interface ---------------------------------------------------------------------
 
@@ -81,6 +97,7 @@ class MultiFidelityTPE(Searcher):
         if grids:
             raise ValueError("mftpe does not run grid_search dimensions: use choice, or algorithm grid")
         self.params = [param_of(path, domain) for path, domain in domains]
+        self.tried = {k for k in map(self._key, self.configs.values()) if k is not None}
         self._metric, self._mode = self._metric or metric, self._mode or mode
         return True
 
@@ -89,16 +106,24 @@ class MultiFidelityTPE(Searcher):
             raise RuntimeError("mftpe has no search space: Ray Tune calls set_search_properties first")
         if self.points:  # suggested as given; the model sees it encoded
             point = self.points.pop(0)
-            self.configs[trial_id] = np.array([p.encode(_get(point, p.path)) for p in self.params])
-            self.live.add(trial_id)
+            self._add(trial_id, np.array([p.encode(_get(point, p.path)) for p in self.params]))
             return copy.deepcopy(point)
+        if self.space_size is not None and len(self.tried) >= self.space_size:
+            log.info("mftpe: every one of the %d configs of the space has run; the sweep ends", self.space_size)
+            return Searcher.FINISHED  # type: ignore[return-value]  # (Ray's own annotation leaves it out)
         x, hedge = self._propose()
         if hedge:
             self.hedge.add(trial_id)
             HEDGE_TRIALS.add(trial_id)
+        self._add(trial_id, x)
+        return self._decode(x)
+
+    def _add(self, trial_id: str, x: np.ndarray) -> None:
         self.configs[trial_id] = x
         self.live.add(trial_id)
-        return self._decode(x)
+        key = self._key(x)
+        if key is not None:
+            self.tried.add(key)
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         loss = self._loss(result)
@@ -123,6 +148,7 @@ class MultiFidelityTPE(Searcher):
     def set_state(self, state: dict) -> None:
         self.__dict__.update(state)
         self.hedge = set(state.get("hedge", ()))
+        self.tried = {k for k in map(self._key, self.configs.values()) if k is not None}
         HEDGE_TRIALS.update(self.hedge)
 
     def save(self, checkpoint_path: str) -> None:
@@ -144,6 +170,26 @@ class MultiFidelityTPE(Searcher):
                 return k
         return None
 
+    def _key(self, x: np.ndarray) -> str | None:
+        """The config ``x`` decodes to, comparable with others; None where the space has a continuous dimension (two
+        draws never coincide there)."""
+        if not all(p.discrete or p.integer or p.q for p in self.params):
+            return None
+        return repr(self._decode(x))
+
+    def _uniform(self) -> np.ndarray:
+        """A uniform draw of a config not yet run, while the space has one."""
+        x = uniform(self.params, self.rng)
+        for _ in range(UNTRIED_DRAWS):
+            if self._key(x) not in self.tried:
+                return x
+            x = uniform(self.params, self.rng)
+        if self.space_size is None or self.space_size > LISTED_CONFIGS:
+            return x
+        configs = itertools.product(*(p.positions() for p in self.params))
+        left = [c for c in configs if self._key(np.array(c)) not in self.tried]
+        return np.array(left[int(self.rng.integers(len(left)))]) if left else x
+
     def _good_count(self, n: int) -> int:
         return max(len(self.params) + 1, math.ceil(GOOD_FRACTION * n))
 
@@ -153,7 +199,7 @@ class MultiFidelityTPE(Searcher):
         if self.model_rung() != top:
             return self._propose_across_rungs(), False
         if self.rng.random() < self.random_fraction:
-            return uniform(self.params, self.rng), True
+            return self._uniform(), True
         ranked = sorted(self.records.values[top].items(), key=lambda item: item[1])
         n_good = self._good_count(len(ranked))
         pending = [t for t in self.live if self.records.rung_reached(t) < top]  # the constant liar
@@ -166,19 +212,23 @@ class MultiFidelityTPE(Searcher):
         finished = ((t, self.records.rung_reached(t)) for t in self.configs if t not in self.live)
         reached = {t: k for t, k in finished if k >= 0}  # finished trials with a value, and their highest rung
         if len(self.configs) < STARTUP_TRIALS or len(reached) < 2:
-            return uniform(self.params, self.rng)
+            return self._uniform()
         ranked = sorted(reached, key=lambda t: (-reached[t], self.records.values[reached[t]][t]))
         n_good = math.ceil(GAMMA * math.sqrt(len(ranked)))
         trusted = {k: self.records.reliable(k) for k in set(reached.values())}
         good = [t for t in ranked if trusted[reached[t]]][:n_good]
         if not good:
-            return uniform(self.params, self.rng)
+            return self._uniform()
         return self._best_candidate(good, [t for t in ranked if t not in good] + sorted(self.live), BANDWIDTH_FACTOR)
 
     def _best_candidate(self, good: list[str], bad: list[str], widen: float = 1.0) -> np.ndarray:
         below = Parzen(self.params, np.array([self.configs[t] for t in good]))
         above = Parzen(self.params, np.array([self.configs[t] for t in bad]))
         candidates = below.sample(self.rng, CANDIDATES, widen)
+        if self.tried:
+            candidates = candidates[[self._key(x) not in self.tried for x in candidates]]
+            if not len(candidates):  # the good density sits on configs already run
+                return self._uniform()
         return candidates[int(np.argmax(below.log_pdf(candidates) - above.log_pdf(candidates)))]
 
     def _decode(self, x: np.ndarray) -> dict:
@@ -206,7 +256,9 @@ def _get(point: dict, path: tuple[Any, ...]) -> Any:
 
 def mftpe(spec: Any) -> Any:
     from tuner.spec.fidelity import fidelity
+    from tuner.spec.space import space_size
 
     f = fidelity(spec)
     return MultiFidelityTPE(time_attr=f.time_attr, levels=f.rungs or (f.max_t,), stops_early=spec.search.scheduler
-                            != "fifo", seed=spec.search.seed, points_to_evaluate=initial_points(spec) or None)
+                            != "fifo", seed=spec.search.seed, points_to_evaluate=initial_points(spec) or None,
+                            space_size=space_size(spec.dimensions()))

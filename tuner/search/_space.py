@@ -33,6 +33,13 @@ class Param:
     def discrete(self) -> bool:
         return bool(self.grid)
 
+    def positions(self) -> np.ndarray:
+        """Every encoded value of a discrete dimension (as ``encode`` gives them)."""
+        n = len(self.grid)
+        if self.kind == "category":
+            return np.arange(n, dtype=float)
+        return np.arange(n) / (n - 1) if n > 1 else np.array([0.5])
+
     def encode(self, value: Any) -> float:
         if self.kind == "category":
             return float(self.grid.index(value))

@@ -12,6 +12,9 @@ SCHEDULERS = ("fifo", "asha", "rung-asha", "hyperband", "median", "pbt", "pb2")
 LEARNING_SEARCHERS = ("tpe", "mftpe", "bayesopt", "optuna")
 # What judges trials at the fixed rungs of tuner._util.rungs (the trial then reports at each rung milestone).
 RUNG_SEARCHERS = ("mftpe",)
+# Searchers that never run a config twice on a finite space (tuner.spec.space.space_size) and end the sweep once every
+# config has run, however many trials search.num_trials allows.
+DEDUPLICATING_SEARCHERS = ("mftpe",)
 RUNG_SCHEDULERS = ("rung-asha",)
 # Schedulers that mutate running trials' configs (they choose configurations themselves: random or grid only).
 POPULATION_SCHEDULERS = ("pbt", "pb2")

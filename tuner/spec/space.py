@@ -151,3 +151,12 @@ def parse_space(raw: dict[str, Any]) -> tuple[dict[str, Dimension], list[tuple[s
 
 def grid_size(dims: dict[str, Dimension]) -> int:
     return math.prod(len(d.args) for d in dims.values())
+
+
+def space_size(dims: dict[str, Dimension]) -> int | None:
+    """How many configs the space holds where every dimension takes few values (choices, integer ranges of at most
+    64); None where a dimension is continuous or a larger range."""
+    counts = [d.values() for d in dims.values()]
+    if not counts or any(values is None for values in counts):
+        return None
+    return math.prod(len({repr(v) for v in values}) for values in counts if values is not None)

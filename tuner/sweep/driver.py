@@ -31,6 +31,7 @@ from tuner.sweep.placement import fit_to_cluster
 from tuner.sweep.summary import (
     LEADERBOARD,
     SUMMARY,
+    configs_to_run,
     ended_trials,
     load_summary,
     merged,
@@ -137,6 +138,13 @@ def extend_sweep(sweep_dir: str | Path, trials: int, *, address: str | None = No
         raise SpecError([("search.algorithm", "a grid sweep has run every combination; there is nothing to add")])
     past = [t for t in old["trials"] if t["value"] is not None]
     learns = spec.search.algorithm in catalog.LEARNING_SEARCHERS
+    size = configs_to_run(spec)
+    if size is not None:  # the searcher ends the extension once every config has run
+        left = size - len({repr([t["config"].get(key) for key in spec.search.space]) for t in past})
+        if left <= 0:
+            raise SpecError([("search.space", f"every one of the {size} configs of the space has run; there is "
+                                              "nothing to add")])
+        trials = min(trials, left + len(spec.search.points_to_evaluate))
     points = [t["config"] for t in past] if learns else []
     name = _next_extension(spec, d)
     ext = spec.model_copy(update={"storage": spec.location, "name": name, "search": spec.search.model_copy(

@@ -14,7 +14,7 @@ from tuner._util import tree
 from tuner._util.objective import Objective
 from tuner._util.storage import fs_path
 from tuner._util.tree import python_value
-from tuner.spec import Spec
+from tuner.spec import Spec, catalog
 from tuner.spec import space as sp
 from tuner.spec.fidelity import Fidelity
 from tuner.sweep.checkpoint_policy import prune
@@ -26,7 +26,17 @@ LEADERBOARD = "leaderboard.csv"
 
 
 def num_trials(spec: Spec) -> int:
-    return sp.grid_size(spec.dimensions()) if spec.search.algorithm == "grid" else spec.search.num_trials
+    """The trials the sweep runs: every combination of a grid; else search.num_trials, or fewer where the searcher
+    ends the sweep once every config of a finite space has run."""
+    if spec.search.algorithm == "grid":
+        return sp.grid_size(spec.dimensions())
+    size = configs_to_run(spec)
+    return spec.search.num_trials if size is None else min(spec.search.num_trials, size)
+
+
+def configs_to_run(spec: Spec) -> int | None:
+    """The configs of a finite space where the searcher runs each once and then ends the sweep; else None."""
+    return sp.space_size(spec.dimensions()) if spec.search.algorithm in catalog.DEDUPLICATING_SEARCHERS else None
 
 
 def ended_trials(grid: Any) -> int:

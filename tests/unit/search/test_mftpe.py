@@ -7,8 +7,10 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 from ray import tune
 
+from tuner.search import _mftpe as mftpe_module
 from tuner.search._mftpe import BANDWIDTH_FACTOR, MultiFidelityTPE
 from tuner.search._space import param_of
 from tuner.search.warm import WarmStarted
@@ -92,6 +94,42 @@ def test_warm_start_replays_each_past_trials_rungs():
     assert s.records.values == [{"warm_start_0": 0.5, "warm_start_1": 0.9}, {"warm_start_0": 0.4},
                                 {"warm_start_0": 0.3}]
     assert not s.live
+
+
+@pytest.mark.parametrize("draws", [mftpe_module.UNTRIED_DRAWS, 0])  # 0: an untried config is found by listing them
+def test_on_a_finite_space_it_never_reruns_a_config_and_ends_the_sweep_once_every_config_has_run(tmp_path, monkeypatch,
+                                                                                                 draws):
+    """A seeded trial rerun repeats its curve: on a space of choices it proposes each config once (TPE's good density,
+    sitting on the best config, proposed it again and again: 26-45 distinct configs in 100 trials on 135), then
+    finishes. With a continuous dimension nothing changes: no two draws coincide there."""
+    from ray.tune.search import Searcher
+
+    monkeypatch.setattr(mftpe_module, "UNTRIED_DRAWS", draws)
+
+    def run(s: MultiFidelityTPE, n: int, start: int = 0) -> list:
+        out = []
+        for i in range(start, start + n):
+            config = s.suggest(f"t{i}")
+            out.append(config)
+            if config != Searcher.FINISHED:  # the best config (lr 1e-3, batch 16) goes on, the others stop early
+                best = config["lr"] == 1e-3 and config["batch"] == 16
+                s.on_trial_complete(f"t{i}", {"t": 9 if best else 1, "loss": loss(config)})
+        return out
+
+    space = {"lr": tune.choice([1e-4, 1e-3, 1e-2]), "batch": tune.choice([8, 16, 32]),
+             "act": tune.choice(["relu", "gelu"])}
+    s = MultiFidelityTPE(time_attr="t", levels=LEVELS, stops_early=True, seed=0, space_size=18)
+    s.set_search_properties("loss", "min", space)
+    first = run(s, 12)
+    s.save(str(tmp_path / "mftpe.pkl"))
+    restored = MultiFidelityTPE(time_attr="t", levels=LEVELS, stops_early=True, seed=0)
+    restored.restore(str(tmp_path / "mftpe.pkl"))  # `tuner resume` knows what ran
+    rest = run(restored, 7, start=12)
+    configs = first + rest[:-1]
+    assert len({repr(c) for c in configs}) == 18 and rest[-1] == Searcher.FINISHED
+    continuous = searcher()  # lr is a log range: the space is infinite and draws are never compared
+    assert not continuous.tried
+    assert len({repr(c) for c in run(continuous, 30)}) == 30 and not continuous.tried
 
 
 def eight_trials_at(s: MultiFidelityTPE, t: float) -> None:

@@ -8,7 +8,8 @@ from ray.tune.search.sample import Categorical, Float, Integer
 
 from tuner.spec import validate
 from tuner.spec.fidelity import fidelity
-from tuner.spec.space import SpaceError, parse_dimension, parse_space
+from tuner.spec.space import SpaceError, parse_dimension, parse_space, space_size
+from tuner.sweep.summary import num_trials
 from tuner.sweep.tuner import param_space
 
 
@@ -57,6 +58,19 @@ def test_malformed_dimensions(raw):
 def test_parse_space_collects_every_problem():
     dims, problems = parse_space({"a": {"uniform": [0, 1]}, "b": {"x": 1}, "c": 3})
     assert list(dims) == ["a"] and [k for k, _ in problems] == ["b", "c"]
+
+
+def test_a_finite_space_caps_the_trials_of_the_searcher_that_runs_each_config_once(tiny_raw):
+    finite = {"train.batch_size": {"choice": [2, 4, 4]}, "model.num_layers": {"randint": [1, 4]},
+              "train.warmup_steps": {"quniform": [0, 10, 5]}}
+    assert space_size(parse_space(finite)[0]) == 2 * 3 * 3  # distinct values: the repeated 4 counts once
+    assert space_size(parse_space({**finite, "train.lr": {"loguniform": [1e-4, 1e-2]}})[0]) is None
+    assert space_size(parse_space({"model.num_layers": {"randint": [1, 100]}})[0]) is None  # over 64 values
+    def trials(algorithm: str, n: int) -> int:
+        return num_trials(validate(tiny_raw(search={"algorithm": algorithm, "scheduler": "asha", "num_trials": n,
+                                                    "space": finite})))
+
+    assert trials("mftpe", 50) == 18 and trials("mftpe", 10) == 10 and trials("tpe", 50) == 50
 
 
 def test_trial_gets_the_full_resolved_spec(tiny_raw):
