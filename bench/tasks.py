@@ -16,6 +16,8 @@ loss at any point of that grid, and the compute a stretch of training costs (eva
   through them. lm-tab answers every proposal near a tabulated config with that config's very curve, so a searcher
   that refines around its best configs runs them again and learns nothing; here a nearby config is a new one, as in a
   real sweep. Not among the default tasks (the issue names lm-tab); it shows what lm-tab's lookup costs a searcher.
+- ``<task>/grid<N>``: the task on a finite space, each range a choice of N values (``on_a_grid``): searchers that
+  propose a config twice spend compute on a curve they have seen.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import hashlib
 import json
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -227,7 +229,32 @@ def _unit(space: dict[str, Any], config: dict[str, Any]) -> np.ndarray:
     return np.array(out)
 
 
+def on_a_grid(task: Task, levels: int) -> Task:
+    """The task on a finite space: each range becomes a choice of ``levels`` values, the midpoints of equal slices
+    (on a log scale for log ranges; integer ranges rounded, repeats dropped). Choices stay as they are."""
+    space: dict[str, Any] = {}
+    for key, dim in task.space.items():
+        (kind, args), = dim.items()
+        mid = [(i + 0.5) / levels for i in range(levels)]
+        if kind == "uniform":
+            values = [args[0] + u * (args[1] - args[0]) for u in mid]
+        elif kind == "loguniform":
+            lo, hi = math.log(args[0]), math.log(args[1])
+            values = [math.exp(lo + u * (hi - lo)) for u in mid]
+        elif kind == "randint":
+            values = sorted({round(args[0] + u * (args[1] - 1 - args[0])) for u in mid})
+        else:
+            values = list(args)
+        space[key] = {"choice": values}
+    return replace(task, name=f"{task.name}/grid{levels}", space=space)
+
+
 def make_task(name: str, lcbench_dir: Path = LCBENCH_DIR) -> Task:
+    base, _, grid = name.partition("/grid")
+    if grid:
+        if not grid.isdigit() or int(grid) < 2:
+            raise SystemExit(f"task {name!r}: /grid takes the number of values per dimension, 2 or more")
+        return on_a_grid(make_task(base, lcbench_dir), int(grid)).calibrate()
     if name == "mfh6":
         task = hartmann("mfh6")
     elif name == "mfh6-good":
@@ -242,5 +269,5 @@ def make_task(name: str, lcbench_dir: Path = LCBENCH_DIR) -> Task:
         task = lm_tab(neighbours=8)
     else:
         raise SystemExit(f"unknown task {name!r}: mfh6, mfh6-good, mfh6-bad, lm-tab, lm-interp, "
-                         "lcbench:<OpenML task id>")
+                         "lcbench:<OpenML task id>, any of them /grid<N>")
     return task.calibrate()
