@@ -37,8 +37,10 @@ def _describe(spec: Spec) -> str:
     b = fidelity(spec)
     s = spec.search
     what = spec.trainable if spec.is_custom else f"{spec.model.pretrained or spec.model.family} LM"
-    every = " (every grid combination)" if s.algorithm == "grid" else ""
-    return (f"{spec.name}: {num_trials(spec)} trials{every} of {what}; {s.algorithm} + {s.scheduler}, "
+    trials = num_trials(spec)
+    every = (" (every grid combination)" if s.algorithm == "grid" else
+             f" (every config of the space; {s.num_trials} asked)" if trials < s.num_trials else "")
+    return (f"{spec.name}: {trials} trials{every} of {what}; {s.algorithm} + {s.scheduler}, "
             f"{s.metric} ({s.mode}); a full trial is {b.max_t:,.0f} {b.time_attr}, reporting every "
             f"{b.eval_interval:,.0f}; results in {spec.location}")
 
