@@ -89,6 +89,12 @@ class RungRecords:
             self.values[k][trial_id] = float(loss)
         return new
 
+    def record_final(self, trial_id: str, loss: float) -> None:
+        """A trial that ended on its own, wherever that was: its last loss is its value at the top rung (a full
+        trial), and it has no value at the rungs it never reached."""
+        if isinstance(loss, (int, float)) and math.isfinite(loss):
+            self.values[self.top].setdefault(trial_id, float(loss))
+
     def rung_reached(self, trial_id: str) -> int:
         """The highest rung the trial has a value at (-1: none)."""
         return max((k for k, vals in enumerate(self.values) if trial_id in vals), default=-1)

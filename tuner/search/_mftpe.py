@@ -3,7 +3,13 @@
 
 - It learns from every rung, not from final results only: each report at or past a rung milestone is the trial's
   observation at that rung (``tuner._util.rungs.RungRecords``), and a trial a scheduler stopped early is an
-  observation at the rungs it reached, never a final result.
+  observation at the rungs it reached, never a final result. A trial that ended on its own is a full-length result,
+  wherever it ended (an objective that reports once, or stops itself before ``max_t``).
+- While no trial has been stopped early (one fidelity: an objective that reports once, or the fifo scheduler), every
+  result is full-length and none was selected by a cut, and it is TPE as Optuna runs it: after 10 random trials the
+  best 10% of them (at most 25) make the good density, the rest and the trials still running the bad one, and no
+  proposal is random. BOHB's rules below are for results that cuts have selected; on one fidelity they cost (bench/
+  README.md, "One fidelity").
 - Until BOHB's model can run on full-length results, it models across rungs, as Optuna's TPE ranks pruned trials:
   after 10 random trials (Optuna's and HyperOpt's startup), every finished trial is ranked by the highest rung it
   reached, then by its value there, and the best ceil(sqrt(n) / 4) of the n (HyperOpt's TPE's good set) make the
@@ -61,6 +67,11 @@ CANDIDATES = 64
 # set, ceil(GAMMA sqrt(n)) of n trials; its candidates are drawn with BOHB's bandwidth factor: each kernel's
 # bandwidths times BANDWIDTH_FACTOR (the ratio l(x) / g(x) that picks among them is unwidened).
 STARTUP_TRIALS = 10
+# While no trial has been stopped early (one fidelity: an objective that reports once, or a scheduler that stops
+# none), every result is full-length and unselected, and it is TPE as Optuna runs it: the best ceil(TPE_GAMMA n) of
+# n, at most TPE_MAX_GOOD, make the good density, and no proposal is random.
+TPE_GAMMA = 0.1
+TPE_MAX_GOOD = 25
 GAMMA = 0.25
 BANDWIDTH_FACTOR = 3.0
 # Uniform draws tried for a config not yet run; then a finite space of at most LISTED_CONFIGS configs is listed to
@@ -87,6 +98,7 @@ class MultiFidelityTPE(Searcher):
         self.live: set[str] = set()  # suggested, not yet complete
         self.hedge: set[str] = set()  # proposed at random while the model was on the top rung
         self.tried: set[str] = set()  # the configs run or running, where a config can come up twice (_key)
+        self.last_seen: dict[str, Any] = {}  # trial id -> the time_attr of the last result it was given
 
     # --- Ray Tune's Searcher interface ---------------------------------------------------------------------
 
@@ -127,20 +139,27 @@ class MultiFidelityTPE(Searcher):
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         loss = self._loss(result)
-        if trial_id in self.configs and loss is not None and self.time_attr in result:
-            self.records.record(trial_id, float(result[self.time_attr]), loss)
+        if trial_id in self.configs and self.time_attr in result:
+            self.last_seen[trial_id] = result[self.time_attr]
+            if loss is not None:
+                self.records.record(trial_id, float(result[self.time_attr]), loss)
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
-        """A NaN or infinite final value teaches nothing (as tuner.search.FiniteResults does for the others)."""
+        """A trial that ended on its own ran its whole fidelity, however far that was (an objective that reports
+        once, or stops itself before ``max_t``): its value is a full-length result. One a scheduler stopped counts at
+        the rungs it reached. Ray Tune tells the two apart for us: it passes a trial that returned its last result
+        again, while the result that made a scheduler stop a trial never reached ``on_trial_result``. A NaN or
+        infinite final value teaches nothing (as tuner.search.FiniteResults does for the others)."""
         self.live.discard(trial_id)
+        last_seen = self.last_seen.pop(trial_id, None)
         loss = self._loss(result or {})
         if error or loss is None or trial_id not in self.configs:
             return
         t = (result or {}).get(self.time_attr)
-        top = self.records.levels[-1]
-        # A trial that ended on its own ran its whole fidelity; one a scheduler may have stopped counts where it got.
-        full = t is None or not self.stops_early or float(t) >= top * (1 - 1e-9)
-        self.records.record(trial_id, top if full else float(t), loss)  # type: ignore[arg-type]
+        if t is None or not self.stops_early or (last_seen is not None and last_seen == t):
+            self.records.record_final(trial_id, loss)
+        else:
+            self.records.record(trial_id, float(t), loss)
 
     def get_state(self) -> dict:
         return dict(self.__dict__)
@@ -196,6 +215,8 @@ class MultiFidelityTPE(Searcher):
     def _propose(self) -> tuple[np.ndarray, bool]:
         """A config, and whether it joins the hedge pool."""
         top = self.records.top
+        if not self._stopped_early():
+            return self._propose_tpe(), False
         if self.model_rung() != top:
             return self._propose_across_rungs(), False
         if self.rng.random() < self.random_fraction:
@@ -203,10 +224,21 @@ class MultiFidelityTPE(Searcher):
         ranked = sorted(self.records.values[top].items(), key=lambda item: item[1])
         n_good = self._good_count(len(ranked))
         pending = [t for t in self.live if self.records.rung_reached(t) < top]  # the constant liar
-        # Trials stopped below the rung were ranked under the ones that went on: bad here too.
-        cut = [t for t in self.configs if t not in self.live and 0 <= self.records.rung_reached(t) < top]
+        cut = self._stopped_early()  # ranked under the ones that went on: bad here too
         good, bad = [t for t, _ in ranked[:n_good]], [t for t, _ in ranked[n_good:]]
         return self._best_candidate(good, bad + pending + cut), False
+
+    def _stopped_early(self) -> list[str]:
+        """The finished trials that a scheduler stopped below the top rung."""
+        return [t for t in self.configs if t not in self.live and 0 <= self.records.rung_reached(t) < self.records.top]
+
+    def _propose_tpe(self) -> np.ndarray:
+        """TPE on full-length results, with Optuna's good set, while no trial has been stopped early."""
+        ranked = [t for t, _ in sorted(self.records.values[self.records.top].items(), key=lambda item: item[1])]
+        if len(self.configs) < STARTUP_TRIALS or len(ranked) < 2:
+            return self._uniform()
+        n_good = min(math.ceil(TPE_GAMMA * len(ranked)), TPE_MAX_GOOD)
+        return self._best_candidate(ranked[:n_good], ranked[n_good:] + sorted(self.live))
 
     def _propose_across_rungs(self) -> np.ndarray:
         finished = ((t, self.records.rung_reached(t)) for t in self.configs if t not in self.live)

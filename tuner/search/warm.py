@@ -4,8 +4,10 @@ The past configs go first in the searcher's ``points_to_evaluate``; once Tune ha
 is suggested and completed with its observed value under a private trial id, before any new trial is suggested.
 That replays them through the searcher's own API, so it works for every model-based searcher here (TPE, GP, Optuna)
 and their state afterwards is as if those trials had just run. Random and grid search learn nothing from them.
-A searcher that learns at every rung (mftpe) is first given each past trial's values at the rungs it reached, as
-the results it would have seen; a trial that was stopped early then stays an observation at the rung it reached.
+A searcher that learns at every rung (mftpe) is given each past trial's values at the rungs it reached, as the
+results it would have seen, the last one as the result that ended the trial: a trial that was stopped early then stays
+an observation at the rung it reached. A past trial that reached no rung (an objective that reports once) is replayed
+as a full-length result.
 """
 
 from __future__ import annotations
@@ -39,8 +41,8 @@ class WarmStarted(Searcher):
             trial_id = f"warm_start_{i}"
             if self.searcher.suggest(trial_id) is None:
                 break
-            if time_attr and rungs:
-                for t, v in rungs:
+            if time_attr and rungs:  # the last as the result that ended the trial (not seen before, as Ray has it)
+                for t, v in rungs[:-1]:
                     self.searcher.on_trial_result(trial_id, {metric: v, time_attr: t})
                 self.searcher.on_trial_complete(trial_id, {metric: rungs[-1][1], time_attr: rungs[-1][0]})
             else:

@@ -48,6 +48,24 @@ def test_a_stopped_trial_is_an_observation_at_its_rung_not_a_final_result():
     assert "d" not in fifo.records.values[2] and not fifo.live
 
 
+def test_a_trial_that_ended_on_its_own_is_a_full_length_result_wherever_it_ended():
+    """Ray Tune gives a trial that returned its last result again; the result that made a scheduler stop a trial
+    never reached on_trial_result."""
+    s = searcher()
+    s.suggest("once")  # an objective that reports once, below the first rung
+    s.on_trial_result("once", {"t": 0.5, "loss": 0.2})
+    s.on_trial_complete("once", {"t": 0.5, "loss": 0.2})
+    s.suggest("short")  # stops itself between the second rung and the full trial
+    for t, value in ((1, 0.6), (3, 0.5), (5, 0.4)):
+        s.on_trial_result("short", {"t": t, "loss": value})
+    s.on_trial_complete("short", {"t": 5, "loss": 0.4})
+    s.suggest("cut")  # stopped by the scheduler at the second rung
+    s.on_trial_result("cut", {"t": 1, "loss": 0.9})
+    s.on_trial_complete("cut", {"t": 3, "loss": 0.8})
+    assert s.records.values == [{"short": 0.6, "cut": 0.9}, {"short": 0.5, "cut": 0.8}, {"once": 0.2, "short": 0.4}]
+    assert not s.last_seen
+
+
 def test_it_models_on_the_highest_rung_where_both_sets_have_more_than_d_points():
     s = searcher()  # d = 3: the good set has max(4, 15%) points, the bad set needs 4 or more
     for i in range(8):
@@ -86,13 +104,14 @@ def test_concurrent_proposals_differ_and_learn_where_the_good_configs_are():
 
 def test_warm_start_replays_each_past_trials_rungs():
     s = searcher()
-    past = [({"lr": 1e-3, "batch": 16, "act": "relu"}, [[1.0, 0.5], [3.0, 0.4], [9.0, 0.3]]),  # completed
-            ({"lr": 1e-2, "batch": 8, "act": "gelu"}, [[1.0, 0.9]])]  # stopped at the first rung
-    s.points = [c for c, _ in past]
-    warm = WarmStarted(s, [r[-1][1] for _, r in past], "loss", "min", rungs=[r for _, r in past])
+    past = [({"lr": 1e-3, "batch": 16, "act": "relu"}, [[1.0, 0.5], [3.0, 0.4], [9.0, 0.3]], 0.3),  # completed
+            ({"lr": 1e-2, "batch": 8, "act": "gelu"}, [[1.0, 0.9]], 0.9),  # stopped at the first rung
+            ({"lr": 1e-4, "batch": 8, "act": "gelu"}, [], 0.7)]  # reported once, below the first rung
+    s.points = [c for c, _, _ in past]
+    warm = WarmStarted(s, [v for _, _, v in past], "loss", "min", rungs=[r for _, r, _ in past])
     warm.set_search_properties("loss", "min", dict(SPACE))
     assert s.records.values == [{"warm_start_0": 0.5, "warm_start_1": 0.9}, {"warm_start_0": 0.4},
-                                {"warm_start_0": 0.3}]
+                                {"warm_start_0": 0.3, "warm_start_2": 0.7}]
     assert not s.live
 
 
@@ -149,6 +168,8 @@ def test_random_proposals_join_the_hedge_pool_only_while_the_model_is_on_full_le
     assert s.model_rung() == 0
     s.suggest("low")  # modelling on the first rung: the sweep's low rungs are not yet judged by the full trial
     eight_trials_at(s, 9)
+    s.configs["cut"] = np.full(3, 0.2)  # one trial stopped early: the sweep is multi-fidelity
+    s.on_trial_complete("cut", {"t": 1, "loss": 9.0})
     assert s.model_rung() == 2
     s.suggest("h1")
     assert s.hedge == {"h1"} and "h1" in HEDGE_TRIALS and not {"early", "low"} & HEDGE_TRIALS
@@ -219,3 +240,41 @@ def test_on_full_length_results_it_is_bohbs_model_with_the_liar_and_the_cut_tria
     assert widen == 1.0  # drawn as it is on full-length results
     assert good == [f"x{i}" for i in range(4)]  # max(d + 1, 15%) of 8
     assert bad == [f"x{i}" for i in range(4, 8)] + ["running", "cut"]
+
+
+def test_while_no_trial_was_stopped_early_it_is_tpe_with_optunas_good_set_and_no_random_proposals(monkeypatch):
+    """One fidelity (an objective that reports once, or fifo): every result is full-length and none was selected by
+    a cut; BOHB's d + 1 good configs and third of random proposals are for results that cuts selected."""
+    s = searcher()
+    s.random_fraction = 1.0  # would make every proposal on full-length results random, on many fidelities
+    sets = []
+    monkeypatch.setattr(s, "_best_candidate", recorder(sets))
+    for i in range(20):  # each reports once, below the first rung, and ends on its own
+        s.configs[f"x{i}"] = np.full(3, i / 20)
+        s.on_trial_result(f"x{i}", {"t": 0.5, "loss": float(i)})
+        s.on_trial_complete(f"x{i}", {"t": 0.5, "loss": float(i)})
+    s.live.add("running")
+    s.configs["running"] = np.full(3, 0.3)
+    s.suggest("next")
+    good, bad, widen = sets[-1]
+    assert good == ["x0", "x1"] and bad == [f"x{i}" for i in range(2, 20)] + ["running"] and widen == 1.0
+    assert not s.hedge  # ceil(0.1 n) good, the liar, nothing at random
+    s.configs["cut"] = np.full(3, 0.9)  # a trial stopped at the first rung: now the cuts select results
+    s.on_trial_result("cut", {"t": 1, "loss": 50.0})
+    s.on_trial_complete("cut", {"t": 3, "loss": 40.0})
+    s.suggest("then")
+    assert s.hedge == {"then"}
+
+
+def test_an_objective_that_reports_once_is_learnt_from():
+    """It reports below the first rung and ends: each trial is a full-length result (before, none was recorded and
+    the default searched at random)."""
+    s = searcher(seed=1)
+    losses = []
+    for i in range(40):
+        config = s.suggest(f"t{i}")
+        losses.append(loss(config))
+        s.on_trial_result(f"t{i}", {"training_iteration": 1, "t": 0.5, "loss": losses[-1]})
+        s.on_trial_complete(f"t{i}", {"training_iteration": 1, "t": 0.5, "loss": losses[-1]})
+    assert len(s.records.values[-1]) == 40 and not any(s.records.values[:-1])
+    assert np.median(losses[25:]) < np.median(losses[:10]) / 4
