@@ -7,7 +7,8 @@ with two trials at a time and one report grid for every strategy.
     python bench/search.py --quick                           # mfh6 and mfh6-bad, 5 seeds: a minute or two
 
 Tasks (bench/tasks.py): mfh6, mfh6-good, mfh6-bad, lm-tab, lcbench:<OpenML task id> (34 tasks; --lcbench DIR), and
-lm-interp and any of them on a finite space, e.g. mfh6/grid3 (not by default).
+lm-interp, any of them on a finite space, e.g. mfh6/grid3, and any of them as an objective that reports once,
+e.g. mfh6/once (not by default).
 Strategies: ``default`` (the default preset, mf-tpe: tuner's multi-fidelity TPE with its rung-based ASHA),
 random+fifo (Ray Tune's default), random+asha, asha-tpe (the old default: HyperOpt TPE with Ray's ASHA), and Optuna's
 own TPESampler with HyperbandPruner (the pairing Optuna recommends) and with MedianPruner.

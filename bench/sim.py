@@ -63,9 +63,11 @@ class TunerStrategy:
         self._dir = tempfile.TemporaryDirectory(prefix="tuner-sim-")
         d = Path(self._dir.name)
         (d / "sim_objective.py").write_text("def train(config):\n    pass\n")
+        max_t = task.notes.get("spec_max_t", task.max_t)  # None: the spec sets none (bench.tasks.reporting_once)
         raw = {"name": "sim", "storage": str(d / "sweeps"), "trainable": "sim_objective:train",
                "search": {"metric": "loss", "mode": "min", "seed": seed, "space": task.space, "time_attr": "t",
-                          "max_t": task.max_t, "num_trials": 100_000, "max_concurrent": workers, **search}}
+                          **({"max_t": max_t} if max_t is not None else {}), "num_trials": 100_000,
+                          "max_concurrent": workers, **search}}
         spec = validate(raw, spec_dir=d)
         if spec.search.scheduler == "asha":  # Ray's ASHA starts at the first report, as tuner's LLM trial has it
             raw["search"]["grace_period"] = task.grid[0]

@@ -18,6 +18,8 @@ loss at any point of that grid, and the compute a stretch of training costs (eva
   real sweep. Not among the default tasks (the issue names lm-tab); it shows what lm-tab's lookup costs a searcher.
 - ``<task>/grid<N>``: the task on a finite space, each range a choice of N values (``on_a_grid``): searchers that
   propose a config twice spend compute on a curve they have seen.
+- ``<task>/once``: the task as an objective that reports once, its final loss, with no ``max_t`` in the spec
+  (``reporting_once``): one fidelity, as most Optuna objectives are.
 """
 
 from __future__ import annotations
@@ -249,7 +251,25 @@ def on_a_grid(task: Task, levels: int) -> Task:
     return replace(task, name=f"{task.name}/grid{levels}", space=space)
 
 
+def reporting_once(task: Task) -> Task:
+    """The task as an objective that reports once (``def train(config): tune.report({...})``): each trial trains its
+    whole length and reports its final loss at iteration 1, and the spec sets no ``max_t`` (a custom trainable's
+    default then applies). The single report is a trial's full-length result; nothing can be stopped early."""
+    full, last = task.max_t, len(task.grid) - 1
+
+    def loss(config: dict[str, Any], t: float, i: int) -> float:
+        return task.loss(config, full, last)
+
+    def cost(config: dict[str, Any], t0: float, t1: float) -> float:
+        return sum(task.cost(config, a, b) for a, b in zip([0.0, *task.grid[:-1]], task.grid, strict=True))
+
+    return replace(task, name=f"{task.name}/once", grid=[1.0], loss=loss, cost=cost,
+                   notes={**task.notes, "spec_max_t": None})
+
+
 def make_task(name: str, lcbench_dir: Path = LCBENCH_DIR) -> Task:
+    if name.endswith("/once"):
+        return reporting_once(make_task(name.removesuffix("/once"), lcbench_dir)).calibrate()
     base, _, grid = name.partition("/grid")
     if grid:
         if not grid.isdigit() or int(grid) < 2:
@@ -269,5 +289,5 @@ def make_task(name: str, lcbench_dir: Path = LCBENCH_DIR) -> Task:
         task = lm_tab(neighbours=8)
     else:
         raise SystemExit(f"unknown task {name!r}: mfh6, mfh6-good, mfh6-bad, lm-tab, lm-interp, "
-                         "lcbench:<OpenML task id>, any of them /grid<N>")
+                         "lcbench:<OpenML task id>, any of them /grid<N> and /once")
     return task.calibrate()
