@@ -1,6 +1,7 @@
 """The default searcher on an objective that reports once (``def train(config): tune.report({...})``, no max_t):
-each trial ended on its own, so each is a full-length result it learns from, through real Ray Tune. Before, the
-single report sat below the first rung, none was recorded, and the default searched at random."""
+each trial ended on its own, so each is a full-length result it learns from, through real Ray Tune, and the sweep's
+records say so ("completed", not "stopped"). Before, the single report sat below the first rung, none was recorded,
+and the default searched at random."""
 
 from __future__ import annotations
 
@@ -37,3 +38,6 @@ def test_the_default_searcher_learns_from_an_objective_that_reports_once(ray_loc
     state = pickle.loads(max((storage / "reports-once").rglob("searcher-state-*.pkl")).read_bytes())
     records = state["records"]
     assert len(records.values[-1]) == 24 and not any(records.values[:-1])  # each a full-length result
+    assert {t["state"] for t in summary["trials"]} == {"completed"}
+    best = min(summary["trials"], key=lambda t: t["value"])
+    assert summary["best"]["trial_id"] == best["trial_id"]

@@ -151,7 +151,9 @@ def _trial(s: Session, sweep_id: int, trial_id: str) -> Trial:
 def record_trial(engine: Engine, sweep_id: int, trial_id: str, *, config: dict[str, Any] | None = None,
                  status: str | None = None, value: float | None = None, checkpoint: str | None = None,
                  error: str | None = None) -> None:
-    """Create or update a trial's row; the fields left None keep their value."""
+    """Create or update a trial's row; the fields left None keep their value. A trial marked ``completed`` ran its
+    whole fidelity: its value competes for the sweep's best (one that ended on its own before the scheduler's
+    ``max_t`` reported no result ``record_result`` could know was full-length)."""
     if status is not None and status not in TRIAL_STATES:
         raise ValueError(f"trial status {status!r}: expected one of {', '.join(TRIAL_STATES)}")
     with Session(engine) as s:
@@ -164,6 +166,10 @@ def record_trial(engine: Engine, sweep_id: int, trial_id: str, *, config: dict[s
         for field, v in (("status", status), ("value", value), ("checkpoint", checkpoint), ("error", error)):
             if v is not None:
                 setattr(trial, field, v)
+        if status == "completed" and trial.value is not None:
+            sweep = _get(s, sweep_id)
+            if Objective(sweep.metric, sweep.mode).better(trial.value, sweep.best_value):
+                sweep.best_value, sweep.best_trial_id = trial.value, trial_id
         trial.updated_at = now()
         s.commit()
 

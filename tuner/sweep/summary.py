@@ -69,8 +69,7 @@ def _trial(spec: Spec, f: Fidelity, result: Any, trial: Any) -> dict[str, Any]:
     values = _reported(result, s.metric)
     value = Objective(s.metric, s.mode).best(values)
     ckpt = result.get_best_checkpoint(s.metric, s.mode) if value is not None and result.best_checkpoints else None
-    # Ray marks every ended trial done; "completed" means it ran its whole fidelity (or nothing stops early).
-    finished = s.scheduler == "fifo" or (last.get(f.time_attr) or 0) >= f.max_t
+    finished = ran_its_course(last.get(f.time_attr), None if s.scheduler == "fifo" else f.max_t, _stopped(result))
     rungs = _at_rungs(result, f, s.metric) if f.rungs else None
     return {
         # The trial directory names the trial; after a PBT exploit, last metrics may be the donor's copy.
@@ -86,6 +85,22 @@ def _trial(spec: Spec, f: Fidelity, result: Any, trial: Any) -> dict[str, Any]:
         **({"rungs": rungs} if rungs else {}),
         **({"error": _error_line(result.error)} if result.error else {}),
     }
+
+
+def ran_its_course(last_t: Any, max_t: float | None, stopped: bool) -> bool:
+    """Whether a trial that ended ran its whole fidelity ("completed", else "stopped"): it reached ``max_t``, or
+    nothing stops early (``max_t`` None), or it ended on its own before (an objective that reports once, or stops
+    itself). ``stopped``: Tune stopped it, a scheduler's cut or a stopper; Tune marks the result it stops a trial on
+    done, and no other (every ended trial's last result is done by the time it is saved)."""
+    return max_t is None or (last_t or 0) >= max_t or not stopped
+
+
+def _stopped(result: Any) -> bool:
+    """Whether Tune stopped the trial, from the results it logged (where they are missing: yes)."""
+    df = result.metrics_dataframe
+    if df is None or "done" not in df or not len(df):
+        return True
+    return bool(df["done"].iloc[-1])
 
 
 def _uri(spec: Spec, path: str) -> str:

@@ -237,11 +237,20 @@ def test_store_callback_records_a_trial(tmp_path, store_url):
     assert store.trial_results(engine, "s", "a")[0] == _row(1, 3.0)  # Ray's bookkeeping left out
 
     stopped = _trial("c", 5e-3)
-    cb.on_trial_result(iteration=7, trials=[], trial=stopped, result=_row(1, 3.3))
-    stopped.last_result = _row(1, 3.3)  # 100 tokens < max_t: stopped early by the scheduler
+    cb.on_trial_result(iteration=7, trials=[], trial=stopped, result=_row(1, 1.3, done=True))  # Tune's stop
+    stopped.last_result = _row(1, 1.3, done=True)  # 100 tokens < max_t: stopped early by the scheduler
     cb.on_trial_complete(iteration=8, trials=[], trial=stopped)
-    states = {r["trial_id"]: r["state"] for r in store.sweep_leaderboard(engine, "s")["leaderboard"]}
-    assert states == {"a": "completed", "b": "error", "c": "stopped"}
+    board = store.sweep_leaderboard(engine, "s")
+    assert {r["trial_id"]: r["state"] for r in board["leaderboard"]} == {"a": "completed", "b": "error", "c": "stopped"}
+    assert (board["best_trial_id"], board["best_value"]) == ("a", 2.0)  # a value cut short never beats a full one
+
+    own = _trial("d", 2e-3)  # an objective that ends on its own before max_t: its last result is not marked done
+    cb.on_trial_result(iteration=9, trials=[], trial=own, result=_row(1, 1.5))
+    own.last_result = _row(1, 1.5, done=True)  # Ray marks every ended trial's last result done
+    cb.on_trial_complete(iteration=10, trials=[], trial=own)
+    board = store.sweep_leaderboard(engine, "s")
+    assert {r["trial_id"]: r["state"] for r in board["leaderboard"]}["d"] == "completed"
+    assert (board["best_trial_id"], board["best_value"]) == ("d", 1.5)
 
 
 def test_store_callback_pickles_without_engine_or_password(tmp_path):

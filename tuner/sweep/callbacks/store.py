@@ -13,7 +13,7 @@ from sqlalchemy.engine import URL, make_url
 from tuner import store
 from tuner._util import tree
 from tuner.sweep.callbacks import best_effort
-from tuner.sweep.summary import RAY_BOOKKEEPING
+from tuner.sweep.summary import RAY_BOOKKEEPING, ran_its_course
 
 log = logging.getLogger(__name__)
 
@@ -25,8 +25,8 @@ _guarded = best_effort(lambda callback: f"sweep store {store.safe_url(callback.u
 class StoreCallback(Callback):
     """Records one sweep's trials in the store. ``keys`` are the tuned keys (``search.space``), read from each trial's
     config by dotted path (``nested``, the LLM trial's config is the whole trial spec) or by name. A trial that ends
-    is ``completed`` if it reached ``max_t`` in ``time_attr`` (or ``max_t`` is None: nothing stops early), else
-    ``stopped``."""
+    is ``completed`` if it ran its whole fidelity (``tuner.sweep.summary.ran_its_course``: it reached ``max_t`` in
+    ``time_attr``, nothing stops early, or it ended on its own), else ``stopped``."""
 
     def __init__(self, engine: Engine, sweep_id: int, keys: list[str], *, nested: bool, time_attr: str = "",
                  max_t: float | None = None):
@@ -36,6 +36,7 @@ class StoreCallback(Callback):
         self._engine: Engine | None = engine
         self._configs: dict[str, dict[str, Any]] = {}
         self._improved: dict[str, bool] = {}
+        self._stopped: dict[str, bool] = {}  # trial id -> whether Tune stopped it on its last result (marked done)
         self._population: Any = None  # a PBT/PB2 scheduler whose exploits become the sweep's lineage
         self._exploits_recorded = 0
 
@@ -62,7 +63,7 @@ class StoreCallback(Callback):
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state, _engine=None)
+        self.__dict__.update({"_stopped": {}, **state}, _engine=None)
 
     @property
     def engine(self) -> Engine:
@@ -92,6 +93,7 @@ class StoreCallback(Callback):
         if config != self._configs.get(trial.trial_id):  # a new trial to this driver, or a PBT exploit
             self._configs[trial.trial_id] = config
             store.record_trial(self.engine, self.sweep_id, trial.trial_id, config=config)
+        self._stopped[trial.trial_id] = bool(result.get("done"))
         metrics = {k: v for k, v in result.items() if k not in RAY_BOOKKEEPING}
         full = self.max_t is None or (result.get(self.time_attr) or 0) >= self.max_t  # the sweep's best is full-length
         self._improved[trial.trial_id] = store.record_result(self.engine, self.sweep_id, trial.trial_id, metrics,
@@ -107,7 +109,7 @@ class StoreCallback(Callback):
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._record_exploits()
         last = trial.last_result or {}
-        done = self.max_t is None or (last.get(self.time_attr) or 0) >= self.max_t
+        done = ran_its_course(last.get(self.time_attr), self.max_t, self._stopped.pop(trial.trial_id, True))
         store.record_trial(self.engine, self.sweep_id, trial.trial_id, status="completed" if done else "stopped")
 
     @_guarded
