@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import math
 import os
 import statistics
@@ -274,8 +273,9 @@ def main() -> None:
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     # With the dashboard, as sharded sweeps start it (Ray Train frees a dead run's placement group through it).
-    ray.init(address="local", include_dashboard=bool(args.json), dashboard_host="127.0.0.1", log_to_driver=False,
-             logging_level=logging.ERROR)
+    from tuner.sweep.tuner import start_embedded_ray
+
+    start_embedded_ray(dashboard=bool(args.json))
     with tempfile.TemporaryDirectory(prefix="tuner-overhead-") as tmp:
         storage = Path(tmp)
         (storage / "trivial_objective.py").write_text(TRIVIAL)

@@ -13,7 +13,6 @@ machine parallel trials also share the CPUs, so their wall time measures content
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import statistics
 import sys
@@ -93,11 +92,11 @@ def main() -> None:
     import ray
 
     from tuner.spec import validate
+    from tuner.sweep.tuner import start_embedded_ray
     from tuner.trial.data import stdlib_files
 
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    ray.init(address="local", include_dashboard=True, dashboard_host="127.0.0.1", log_to_driver=False,
-             logging_level=logging.ERROR)
+    start_embedded_ray(dashboard=True)
     rows: dict[str, list[tuple[float, float]]] = {}
     with tempfile.TemporaryDirectory(prefix="tuner-sharded-") as tmp:
         storage = Path(tmp)

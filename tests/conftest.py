@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import gc
-import logging
 import os
 import re
 import shutil
@@ -117,9 +116,10 @@ def shipped_job(tmp_path: Path, corpus: Path, tiny_raw: Any):
 def ray_local():
     import ray
 
+    from tuner.sweep.tuner import start_embedded_ray
+
     # With the dashboard: Ray Train frees a stopped run's placement group through the state API it serves.
-    ray.init(address="local", num_cpus=2, include_dashboard=True, dashboard_host="127.0.0.1", log_to_driver=False,
-             logging_level=logging.WARNING)
+    start_embedded_ray(dashboard=True, num_cpus=2)
     yield ray
     ray.shutdown()
 

@@ -100,18 +100,36 @@ def test_a_ddp_trial_survives_a_killed_rank(ray_local, tiny_raw):
     assert history[-1]["world_size"] == 2
 
 
+@contextlib.contextmanager
+def another_ray():
+    """A second local Ray on this machine, as another sweep's or a `ray start` head would be, for the block."""
+    import subprocess
+    import sys
+
+    script = "import ray, sys, time; ray.init(address='local', num_cpus=1); print('up', flush=True); time.sleep(600)"
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "up", "the other Ray did not start"
+        yield
+    finally:
+        proc.send_signal(signal.SIGINT)  # Python exits through ray.init's atexit hook, which stops its Ray
+        proc.wait(timeout=60)
+
+
 def test_a_trial_asha_stops_frees_its_workers_for_the_next_trial(ray_local, tiny_raw):
     """A cluster that holds one sharded trial at a time (2 workers x 1 CPU on 2 CPUs: the sweep runs one trial at a
     time). rung-asha cuts the second trial, which ranks below the first, at its first rung: each trial's Train run
     (the one that completes and the one that is stopped) ends and its workers' placement group is removed within 10 s
-    of its last report, and the next trial's workers start on those CPUs."""
+    of its last report, and the next trial's workers start on those CPUs. With another Ray on this machine: Ray
+    Train's cleaner, which removes a stopped run's placement group, once asked "the" local Ray's state API, failed
+    to choose, and the sweep waited for ever (tuner.sweep.tuner.start_embedded_ray tells it the address)."""
     lrs = [1.0e-2, 1.0e-6]  # the first runs on; the second is cut at its first rung
     spec = validate(tiny_raw(
         train={"max_steps": 54, "eval_every": 18, "warmup_steps": 0},  # rungs at steps 2, 6, 18 and 54
         search={"scheduler": "rung-asha", "algorithm": "random", "num_trials": 2,
                 "space": {"train.lr": {"choice": lrs}}, "points_to_evaluate": [{"train.lr": lr} for lr in lrs]},
         resources={"workers_per_trial": 2, "cpus_per_worker": 1, "strategy": "ddp"}))
-    with PlacementGroupWatch() as watch:
+    with another_ray(), PlacementGroupWatch() as watch:
         result = run_sweep(spec)  # it may return while the last trial's Train run still shuts down
         wait_until(lambda: all("REMOVED" in r for r in watch.runs(bundles=2)), "every Train run to end", timeout=60)
     runs = watch.runs(bundles=2)  # one Train run per trial, one at a time: in the order the trials ran

@@ -21,7 +21,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -31,6 +30,8 @@ import urllib.request
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from tuner._util.net import free_port
 
 STATE_FILE = "cluster.json"
 START_TIMEOUT_S = 90.0
@@ -67,12 +68,6 @@ class Cluster:
     @property
     def workers(self) -> list[Node]:
         return [n for n in self.nodes if n.role == "worker"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _ray() -> str:

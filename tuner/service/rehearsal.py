@@ -24,6 +24,7 @@ from typing import Any
 
 import yaml
 
+from tuner._util.net import free_port
 from tuner._util.node_types import from_cluster_config
 from tuner.service import local_cluster
 from tuner.service.local_cluster import Cluster, ClusterError, Node
@@ -86,7 +87,7 @@ def rehearse(config_path: Path, *, state_dir: Path | None = None,
         raise ConfigError(f"cannot read {config_path}: {e}") from e
     d = state_dir or local_cluster.default_state_dir()
     local_cluster.refuse_if_up(d)
-    port, dash = local_cluster.free_port(), local_cluster.free_port()
+    port, dash = free_port(), free_port()
     cluster = Cluster(gcs=f"127.0.0.1:{port}", dashboard=f"http://127.0.0.1:{dash}")
     try:
         config = local_config(cloud, gcs_address=cluster.gcs, idle_timeout_minutes=idle_timeout_minutes,

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from tuner._util import tree
+from tuner._util.net import free_port
 from tuner.spec import Spec, TrialSpec, upper_bound
 from tuner.spec.checks import load_trainable
 from tuner.spec.fidelity import Fidelity
@@ -34,15 +35,43 @@ def ray_session(address: str | None, verbose: bool, *, dashboard: bool = False) 
         if address or os.environ.get("RAY_ADDRESS"):
             ray.init(address=address, log_to_driver=verbose, logging_level=logging.WARNING)
         else:
-            # "local": a new embedded Ray even when `ray start` runs on this machine (ray.init() would join that one).
-            ray.init(address="local", include_dashboard=dashboard, dashboard_host="127.0.0.1",
-                     log_to_driver=verbose, logging_level=logging.WARNING)
+            start_embedded_ray(dashboard=dashboard, verbose=verbose)
         started = True
     try:
         yield started
     finally:
         if started:
             ray.shutdown()
+
+
+def start_embedded_ray(*, dashboard: bool, verbose: bool = False, num_cpus: int | None = None) -> None:
+    """A new local Ray for this process, even when `ray start` runs on this machine (ray.init() would join that one).
+
+    Its workers are told its address (RAY_ADDRESS): Ray Train's placement group cleaner asks the state API of "the"
+    Ray on this machine, and beside another one (a `ray start` head, a second sweep) it failed (several found: a
+    stopped sharded trial's placement group leaked and the sweep waited for ever) or asked the other one (which does
+    not know the controller: a running trial's workers were removed)."""
+    import ray
+
+    port = free_port()
+    with _environ(RAY_GCS_SERVER_PORT=str(port)):  # the GCS port the workers are told, chosen before it starts
+        ray.init(address="local", num_cpus=num_cpus, include_dashboard=dashboard, dashboard_host="127.0.0.1",
+                 runtime_env={"env_vars": {"RAY_ADDRESS": f"127.0.0.1:{port}"}}, log_to_driver=verbose,
+                 logging_level=logging.WARNING)
+
+
+@contextlib.contextmanager
+def _environ(**values: str) -> Iterator[None]:
+    old = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def prepare_data(spec: Spec) -> Path:
