@@ -11,7 +11,9 @@ lm-interp, any of them on a finite space, e.g. mfh6/grid3, and any of them as an
 e.g. mfh6/once (not by default).
 Strategies: ``default`` (the default preset, mf-tpe: tuner's multi-fidelity TPE with its rung-based ASHA),
 random+fifo (Ray Tune's default), random+asha, asha-tpe (the old default: HyperOpt TPE with Ray's ASHA), and Optuna's
-own TPESampler with HyperbandPruner (the pairing Optuna recommends) and with MedianPruner.
+own TPESampler with HyperbandPruner (the pairing Optuna recommends) and with MedianPruner. Not by default, searchers
+without early stopping: ``fifo`` (a lone ``scheduler: fifo``, whose partner is mftpe), tpe+fifo (HyperOpt's TPE) and
+``optuna tpe`` (Optuna's TPESampler, no pruner).
 
 Compute is what trials spent until the budget (B full trials of a random config; training and evaluation). A
 strategy's incumbent is its best loss at full fidelity so far. Reported per task:
@@ -51,7 +53,12 @@ STRATEGIES: dict[str, dict[str, Any]] = {
     "asha-tpe": {"preset": "asha-tpe"},
     "optuna tpe+hyperband": {"optuna": "hyperband"},
     "optuna tpe+median": {"optuna": "median"},
+    # Without early stopping: a lone fifo gets its partner searcher (mftpe), against HyperOpt's and Optuna's TPE.
+    "fifo": {"scheduler": "fifo"},
+    "tpe+fifo": {"algorithm": "tpe", "scheduler": "fifo"},
+    "optuna tpe": {"optuna": "none"},
 }
+DEFAULT_STRATEGIES = tuple(s for s in STRATEGIES if s not in ("fifo", "tpe+fifo", "optuna tpe"))
 DEFAULT_TASKS = ("mfh6", "mfh6-good", "mfh6-bad", "lm-tab", "lcbench:3945", "lcbench:7593", "lcbench:34539",
                  "lcbench:126025", "lcbench:189909")
 FRACTIONS = (1 / 8, 1 / 4, 1 / 2, 1)
@@ -277,7 +284,7 @@ def main() -> None:
     ap.add_argument("--tasks", default=",".join(DEFAULT_TASKS))
     ap.add_argument("--seeds", type=int, default=20)
     ap.add_argument("--budget", type=float, default=64, help="B, in full trials of a random config")
-    ap.add_argument("--strategies", default=",".join(STRATEGIES))
+    ap.add_argument("--strategies", default=",".join(DEFAULT_STRATEGIES))
     ap.add_argument("--json", help="write the results here")
     ap.add_argument("--plots", default=str(HERE / "results"), help="a PNG per task goes here ('' for none)")
     ap.add_argument("--lcbench", default=str(LCBENCH_DIR), help="the YAHPO LCBench surrogate's folder")

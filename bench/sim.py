@@ -127,8 +127,8 @@ class _Controller:
 
 
 class OptunaStrategy:
-    """Optuna's TPESampler with a pruner (HyperbandPruner, the pairing Optuna recommends, or MedianPruner), through
-    ask/tell; the report step is the grid index."""
+    """Optuna's TPESampler with a pruner (HyperbandPruner, the pairing Optuna recommends, MedianPruner, or none),
+    through ask/tell; the report step is the grid index."""
 
     def __init__(self, task: Task, pruner: str, seed: int, workers: int):
         import optuna
@@ -136,7 +136,7 @@ class OptunaStrategy:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         pruners = {"hyperband": lambda: optuna.pruners.HyperbandPruner(min_resource=1, max_resource=len(task.grid),
                                                                         reduction_factor=3),
-                   "median": lambda: optuna.pruners.MedianPruner()}
+                   "median": lambda: optuna.pruners.MedianPruner(), "none": lambda: optuna.pruners.NopPruner()}
         # A fixed study name: HyperbandPruner assigns trials to brackets by a hash of it and the trial number.
         self.study = optuna.create_study(study_name=f"sim-{seed}", direction="minimize",
                                          sampler=optuna.samplers.TPESampler(seed=seed), pruner=pruners[pruner]())

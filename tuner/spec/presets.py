@@ -3,7 +3,9 @@
 ``search.preset`` fills ``search.algorithm`` and ``search.scheduler``; giving either one as well, with another
 value, is an error. Without a preset, mf-tpe is the default; a lone scheduler or algorithm gets its natural
 partner (PBT/PB2 sample their initial population at random; a grid runs every combination to the end; mftpe and
-rung-asha judge trials at the same rungs, so each is the other's).
+rung-asha judge trials at the same rungs, so each is the other's; under fifo every trial runs to the end, and
+mftpe is TPE as Optuna runs it, which beat HyperOpt's TPE on most seeds on one fidelity: bench/README.md, "One
+fidelity").
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ PRESETS: dict[str, dict[str, str]] = {
 }
 DEFAULT = "mf-tpe"
 PARTNER_SCHEDULER = {"grid": "fifo", "mftpe": "rung-asha"}  # of a lone algorithm (else asha)
-PARTNER_ALGORITHM = {"pbt": "random", "pb2": "random", "rung-asha": "mftpe"}  # of a lone scheduler (else tpe)
+PARTNER_ALGORITHM = {"pbt": "random", "pb2": "random", "rung-asha": "mftpe", "fifo": "mftpe"}  # (else tpe)
 
 
 def apply_preset(search: dict[str, Any]) -> list[tuple[str, str]]:

@@ -249,6 +249,7 @@ def test_presets_compose_a_searcher_and_a_scheduler(tiny_raw):
     assert pair(preset="pbt") == ("random", "pbt")
     assert pair(preset="random") == ("random", "fifo")
     assert pair(scheduler="pb2") == ("random", "pb2")
+    assert pair(scheduler="fifo") == ("mftpe", "fifo")  # every trial full-length: TPE as Optuna runs it
     assert pair(algorithm="grid", space={"train.batch_size": {"choice": [2, 4]}}) == ("grid", "fifo")
     assert pair(preset="pbt", scheduler="pbt") == ("random", "pbt")
 
