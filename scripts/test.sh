@@ -17,7 +17,7 @@ WAITING=(tests/integration/on_head/test_resume.py tests/integration/on_head/test
 UNTIMED=(tests/integration/test_search_depth.py tests/integration/test_sweeps.py tests/integration/test_extend.py
          tests/integration/test_tracking.py tests/integration/test_budget_stops_a_sweep.py
          tests/integration/test_checkpoint_gc_in_a_sweep.py tests/integration/test_resume_errored.py
-         tests/integration/test_store_records_a_sweep.py)
+         tests/integration/test_store_records_a_sweep.py tests/integration/test_objective_that_reports_once.py)
 
 tiers=()  # every tier but the integration one
 for dir in tests/*/; do [ "$dir" = tests/integration/ ] || tiers+=("$dir"); done

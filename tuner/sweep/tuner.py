@@ -54,10 +54,12 @@ def start_embedded_ray(*, dashboard: bool, verbose: bool = False, num_cpus: int 
     import ray
 
     port = free_port()
-    with _environ(RAY_GCS_SERVER_PORT=str(port)):  # the GCS port the workers are told, chosen before it starts
+    # The GCS port, chosen before it starts, and the address its processes inherit (the raylet passes its environment
+    # to the workers it starts; a job runtime env would do it too, at twice the cost of each worker's start). With
+    # address "local", this ray.init itself reads no RAY_ADDRESS.
+    with _environ(RAY_GCS_SERVER_PORT=str(port), RAY_ADDRESS=f"127.0.0.1:{port}"):
         ray.init(address="local", num_cpus=num_cpus, include_dashboard=dashboard, dashboard_host="127.0.0.1",
-                 runtime_env={"env_vars": {"RAY_ADDRESS": f"127.0.0.1:{port}"}}, log_to_driver=verbose,
-                 logging_level=logging.WARNING)
+                 log_to_driver=verbose, logging_level=logging.WARNING)
 
 
 @contextlib.contextmanager
