@@ -48,9 +48,8 @@ def start_embedded_ray(*, dashboard: bool, verbose: bool = False, num_cpus: int 
     """A new local Ray for this process, even when `ray start` runs on this machine (ray.init() would join that one).
 
     Its workers are told its address (RAY_ADDRESS): Ray Train's placement group cleaner asks the state API of "the"
-    Ray on this machine, and beside another one (a `ray start` head, a second sweep) it failed (several found: a
-    stopped sharded trial's placement group leaked and the sweep waited for ever) or asked the other one (which does
-    not know the controller: a running trial's workers were removed)."""
+    Ray on this machine. Beside a second sweep's Ray it failed (several found): a stopped sharded trial's placement
+    group leaked and the sweep waited for ever. Beside a `ray start` head it asked the head, with the same result."""
     import ray
 
     port = free_port()
