@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, Self, TypeVar
 
+from tuner._util.net import free_port  # the loopback ports the servers here bind (tests import it from here)
 from tuner.service.local_cluster import alive
 
 VENV_BIN = Path(sys.executable).parent
@@ -256,12 +257,6 @@ def fill_sweep_store(engine: Any, name: str = "s1", trials: int = 4) -> None:
                                                         "val_loss": 3.0 - 0.2 * it - 0.1 * i, "time_total_s": it,
                                                         "node_ip": "127.0.0.1"})
         store.record_trial(engine, sweep_id, tid, status="stopped" if i == 0 else "completed")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class DashboardServer:
