@@ -215,7 +215,8 @@ class MultiFidelityTPE(Searcher):
     def _propose(self) -> tuple[np.ndarray, bool]:
         """A config, and whether it joins the hedge pool."""
         top = self.records.top
-        if not self._stopped_early():
+        cut = self._stopped_early()  # ranked under the ones that went on: bad on the top rung too
+        if not cut:
             return self._propose_tpe(), False
         if self.model_rung() != top:
             return self._propose_across_rungs(), False
@@ -224,7 +225,6 @@ class MultiFidelityTPE(Searcher):
         ranked = sorted(self.records.values[top].items(), key=lambda item: item[1])
         n_good = self._good_count(len(ranked))
         pending = [t for t in self.live if self.records.rung_reached(t) < top]  # the constant liar
-        cut = self._stopped_early()  # ranked under the ones that went on: bad here too
         good, bad = [t for t, _ in ranked[:n_good]], [t for t, _ in ranked[n_good:]]
         return self._best_candidate(good, bad + pending + cut), False
 
